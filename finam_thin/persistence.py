@@ -1,0 +1,87 @@
+"""What the stores exchange with their callers: plain, immutable records.
+
+Storage code only: no business rules. Payloads and metadata are JSON objects;
+money and quantities travel as strings (or Decimal, which is written as a
+string); numbers read back with a fraction are Decimal, never float.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from .errors import InvalidArgument
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to append: its id is the idempotency key and never changes."""
+
+    id: UUID
+    type: str
+    payload: Mapping[str, Any]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stored: version within its stream, global position, commit-side metadata."""
+
+    id: UUID
+    stream: str
+    type: str
+    version: int
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    created_at: datetime
+    position: int
+    category: str
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """Where an appended event landed; ``duplicate`` is True when it was already stored (a retry)."""
+
+    id: UUID
+    version: int
+    position: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A stream's folded state at ``version``, in state layout ``schema_version``."""
+
+    stream: str
+    version: int
+    state: dict[str, Any]
+    schema_version: int
+    created_at: datetime | None = None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError(f"{value} is not a finite number")
+        return str(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def encode_json_object(value: Any, what: str) -> str:
+    """Canonical JSON text of a mapping (sorted keys, Decimal as string); InvalidArgument otherwise."""
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"invalid argument: {what} must be a mapping (a JSON object), got {type(value).__name__}")
+    try:
+        return json.dumps(value, default=_json_default, allow_nan=False, sort_keys=True,
+                          separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError) as error:
+        raise InvalidArgument(f"invalid argument: {what} is not valid JSON: {error}") from error

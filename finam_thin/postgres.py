@@ -1,0 +1,173 @@
+"""PostgreSQL stores: thin clients of the finam SQL API.
+
+Every rule (versions, idempotency, immutability, validation) is enforced by the
+SQL functions; these classes call them over a psycopg_pool pool and map each
+FC SQLSTATE to its exception. Pass ``connection=`` to run inside a caller's
+transaction (nothing is committed then); otherwise each call is one transaction,
+committed before it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from uuid import UUID
+
+import psycopg
+from psycopg.rows import class_row
+from psycopg_pool import ConnectionPool
+
+from .errors import InvalidArgument, translated_errors
+from .persistence import AppendResult, NewEvent, Snapshot, StoredEvent, encode_json_object
+
+EVENT_COLUMNS = "id, stream, type, version, payload, metadata, created_at, position, category"
+
+APPEND_EVENT = (
+    "SELECT version, position, duplicate "
+    "FROM finam.append_event(%s, %s, %s, %s::jsonb, %s, %s::jsonb)"
+)
+APPEND_BATCH = (
+    "SELECT id, version, position, duplicate "
+    "FROM finam.append_batch(%s, %s::uuid[], %s::text[], %s::text[]::jsonb[], %s::text[]::jsonb[], %s)"
+)
+
+
+class PostgresEventStore:
+    """Append to and read from event streams (the finam.events table, through its functions)."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def _connection(self, connection: psycopg.Connection | None):
+        return _using(self.pool, connection)
+
+    # -- writes ---------------------------------------------------------
+
+    def append(self, stream: str, events: NewEvent | Sequence[NewEvent], expected_version: int | None = None,
+               *, connection: psycopg.Connection | None = None) -> list[AppendResult]:
+        """Append one event or a batch to ``stream``, all or nothing.
+
+        ``expected_version`` None = no check; n = the stream must be at version n
+        (else WrongExpectedVersion). Events already stored with the same content
+        come back with ``duplicate=True`` and nothing is written.
+        """
+        batch = [events] if isinstance(events, NewEvent) else list(events)
+        if not batch:
+            raise InvalidArgument(f"invalid argument: empty batch for stream {stream!r}")
+        for event in batch:
+            if not isinstance(event, NewEvent):
+                raise InvalidArgument(f"invalid argument: expected NewEvent, got {type(event).__name__}")
+        payloads = [encode_json_object(e.payload, f"payload of event {e.id}") for e in batch]
+        metadata = [encode_json_object(e.metadata, f"metadata of event {e.id}") for e in batch]
+        with self._connection(connection) as conn:
+            if len(batch) == 1:
+                event = batch[0]
+                row = conn.execute(APPEND_EVENT, (stream, event.id, event.type, payloads[0],
+                                                  expected_version, metadata[0])).fetchone()
+                return [AppendResult(event.id, *row)]
+            rows = conn.execute(APPEND_BATCH, (stream, [e.id for e in batch], [e.type for e in batch],
+                                               payloads, metadata, expected_version)).fetchall()
+            return [AppendResult(*row) for row in rows]
+
+    # -- reads ----------------------------------------------------------
+
+    def _read(self, query: str, params: tuple, connection: psycopg.Connection | None) -> list[StoredEvent]:
+        with self._connection(connection) as conn:
+            with conn.cursor(row_factory=class_row(StoredEvent)) as cursor:
+                return cursor.execute(query, params).fetchall()
+
+    def read_stream(self, stream: str, from_version: int = 1, max_count: int = 1000,
+                    *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:
+        """Events of ``stream`` from ``from_version`` on, in version order (at most ``max_count``)."""
+        return self._read(f"SELECT {EVENT_COLUMNS} FROM finam.read_stream(%s, %s, %s)",
+                          (stream, from_version, max_count), connection)
+
+    def read_stream_backward(self, stream: str, from_version: int | None = None, max_count: int = 1000,
+                             *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:
+        """Events of ``stream`` at or below ``from_version`` (None = head), newest first."""
+        return self._read(f"SELECT {EVENT_COLUMNS} FROM finam.read_stream_backward(%s, %s, %s)",
+                          (stream, from_version, max_count), connection)
+
+    def iter_stream(self, stream: str, from_version: int = 1, page_size: int = 1000) -> Iterator[StoredEvent]:
+        """Every event of ``stream`` from ``from_version`` on, fetched page by page."""
+        while True:
+            page = self.read_stream(stream, from_version, page_size)
+            yield from page
+            if len(page) < page_size:
+                return
+            from_version = page[-1].version + 1
+
+    def read_all(self, after_position: int = 0, max_count: int = 1000,
+                 *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:
+        """Gap-safe page of all events after the one at ``after_position`` (0 = start).
+
+        Pass the last row's ``position`` back to continue: every committed event
+        arrives exactly once, in (transaction, position) order.
+        """
+        return self._read(f"SELECT {EVENT_COLUMNS} FROM finam.read_all(%s, %s)",
+                          (after_position, max_count), connection)
+
+    def read_category(self, category: str, after_position: int = 0, max_count: int = 1000,
+                      *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:
+        """Gap-safe page of the events of every stream in ``category``, like :meth:`read_all`."""
+        return self._read(f"SELECT {EVENT_COLUMNS} FROM finam.read_category(%s, %s, %s)",
+                          (category, after_position, max_count), connection)
+
+    def stream_version(self, stream: str, *, connection: psycopg.Connection | None = None) -> int:
+        """Current version of ``stream`` (0 when empty)."""
+        with self._connection(connection) as conn:
+            return conn.execute("SELECT finam.stream_version(%s)", (stream,)).fetchone()[0]
+
+    # -- wake-ups -------------------------------------------------------
+
+    def register_listener(self, name: str, ttl_seconds: float = 60.0) -> None:
+        """Ask appends to send NOTIFY finam_events for ``ttl_seconds`` (renew before it lapses)."""
+        with self._connection(None) as conn:
+            conn.execute("SELECT finam.register_listener(%s, make_interval(secs => %s))", (name, ttl_seconds))
+
+    def unregister_listener(self, name: str) -> bool:
+        """Withdraw a listener registration; True if one existed."""
+        with self._connection(None) as conn:
+            return conn.execute("SELECT finam.unregister_listener(%s)", (name,)).fetchone()[0]
+
+
+class PostgresSnapshotStore:
+    """Save and load stream snapshots (finam.snapshots, through its functions)."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def save(self, snapshot: Snapshot, *, connection: psycopg.Connection | None = None) -> bool:
+        """Store ``snapshot``; False when a snapshot at the same or a newer version is kept instead.
+
+        SnapshotConflict when its version is outside 1..head, or the same version
+        is stored with a different state.
+        """
+        state = encode_json_object(snapshot.state, f"snapshot state of {snapshot.stream!r}")
+        with _using(self.pool, connection) as conn:
+            return conn.execute("SELECT finam.save_snapshot(%s, %s, %s::jsonb, %s)",
+                                (snapshot.stream, snapshot.version, state, snapshot.schema_version)).fetchone()[0]
+
+    def load(self, stream: str, schema_version: int | None = None,
+             *, connection: psycopg.Connection | None = None) -> Snapshot | None:
+        """The snapshot of ``stream`` in layout ``schema_version`` (None = newest of any), or None."""
+        with _using(self.pool, connection) as conn:
+            row = conn.execute(
+                "SELECT version, state, state_schema_version, created_at FROM finam.load_snapshot(%s, %s)",
+                (stream, schema_version)).fetchone()
+        if row is None:
+            return None
+        version, state, layout, created_at = row
+        return Snapshot(stream, version, state, layout, created_at)
+
+
+@contextmanager
+def _using(pool: ConnectionPool, connection: psycopg.Connection | None) -> Iterator[psycopg.Connection]:
+    """The caller's connection (its transaction, not committed here) or a pooled one
+    (committed on success, rolled back on error); FC errors become Finam exceptions."""
+    with translated_errors():
+        if connection is not None:
+            yield connection
+        else:
+            with pool.connection() as pooled:
+                yield pooled
