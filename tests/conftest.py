@@ -65,6 +65,7 @@ postgresql_server = factories.postgresql_noproc(
     user=SERVER.get("user") or "postgres",
     password=SERVER.get("password"),
     dbname=TEST_DBNAME,
+    options=STRICT_PLPGSQL,
     load=[migrate_template],
 )
 postgresql = factories.postgresql("postgresql_server")

@@ -23,23 +23,24 @@ BEGIN
     -- 2. Serialize the writers of this stream until commit.
     PERFORM pg_catalog.pg_advisory_xact_lock(finam.stream_lock_key(stream));
 
-    -- 3. Optimistic concurrency; a stale expected version may still be a retry.
-    SELECT e.version
-    INTO current_version
-    FROM finam.events AS e
-    WHERE e.stream = append_event.stream
-    ORDER BY e.version DESC
-    LIMIT 1;
-    current_version := coalesce(current_version, 0);
-
-    IF expected_version IS NOT NULL AND expected_version <> current_version THEN
-        SELECT e.* INTO stored FROM finam.events AS e WHERE e.id = append_event.id;
-        IF NOT FOUND THEN
+    -- 3. Idempotency first: a stored id is a retry (same content) or a clash (FC002),
+    --    whatever the expected version says; no position is drawn for it.
+    SELECT e.* INTO stored FROM finam.events AS e WHERE e.id = append_event.id;
+    IF NOT FOUND THEN
+        -- 4. Optimistic concurrency (FC001).
+        SELECT e.version
+        INTO current_version
+        FROM finam.events AS e
+        WHERE e.stream = append_event.stream
+        ORDER BY e.version DESC
+        LIMIT 1;
+        current_version := coalesce(current_version, 0);
+        IF expected_version IS NOT NULL AND expected_version <> current_version THEN
             PERFORM finam.raise_wrong_expected_version(stream, expected_version, current_version);
         END IF;
-    ELSE
-        -- 4. Insert; the position is drawn only now. An id already stored
-        --    (a retry, or a clash) inserts nothing and is examined below.
+
+        -- 5. Insert; the position is drawn only now. ON CONFLICT covers a writer
+        --    of another stream storing the same id since step 3.
         INSERT INTO finam.events AS e (id, stream, type, version, payload, metadata)
         VALUES (append_event.id, append_event.stream, append_event.type, current_version + 1,
                 append_event.payload, coalesce(append_event.metadata, '{}'::jsonb))
@@ -47,7 +48,7 @@ BEGIN
         RETURNING e.version, e.position INTO version, position;
         IF FOUND THEN
             duplicate := false;
-            -- 5. Wake-up hint, only while someone listens (NOTIFY serializes commits).
+            -- Wake-up hint, only while someone listens (NOTIFY serializes commits).
             IF EXISTS (SELECT FROM finam.listeners AS l WHERE l.expires_at > pg_catalog.now()) THEN
                 PERFORM pg_catalog.pg_notify('finam_events', stream);
             END IF;

@@ -26,7 +26,8 @@ END
 $roles$;
 
 COMMENT ON ROLE finam_reader IS
-    'Finam Core: may read events, snapshots and summaries (SELECT and the read functions); never writes.';
+    'Finam Core: may read events, snapshots and summaries (SELECT and the read functions) and register itself '
+    'as a listener; never writes events or snapshots.';
 
 COMMENT ON ROLE finam_writer IS
     'Finam Core: everything finam_reader may do, plus append_event(s) and save_snapshot; '

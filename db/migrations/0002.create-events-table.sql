@@ -42,6 +42,8 @@ COMMENT ON COLUMN finam.events.created_at IS 'When the appending transaction sta
 COMMENT ON COLUMN finam.events.position IS 'Global position: unique and increasing in draw order, with possible gaps; not commit order.';
 COMMENT ON COLUMN finam.events.transaction_id IS 'Id of the appending transaction; read_all orders by (transaction_id, position) to stay gap-safe.';
 COMMENT ON COLUMN finam.events.category IS 'Stream category (part of the stream name before the first "-"), for read_category.';
+COMMENT ON INDEX finam.events_pkey IS 'One row per event id: the idempotency key.';
+COMMENT ON SEQUENCE finam.events_position_seq IS 'Draws finam.events.position; gaps are normal (a conflicting insert consumes a value).';
 COMMENT ON INDEX finam.idx_events_stream_version IS 'One event per (stream, version): the final guard of optimistic concurrency.';
 COMMENT ON INDEX finam.idx_events_position IS 'Finds the read_all cursor row by position.';
 COMMENT ON INDEX finam.idx_events_transaction_position IS 'read_all scan order.';

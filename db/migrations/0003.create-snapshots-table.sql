@@ -20,3 +20,4 @@ COMMENT ON COLUMN finam.snapshots.schema_version IS 'Version of the state''s JSO
 COMMENT ON COLUMN finam.snapshots.version IS 'Stream version folded into the state (events 1..version).';
 COMMENT ON COLUMN finam.snapshots.state IS 'The folded state, a JSON object.';
 COMMENT ON COLUMN finam.snapshots.created_at IS 'When the snapshot was saved (server clock; informative only).';
+COMMENT ON INDEX finam.snapshots_pkey IS 'One snapshot per stream and state layout.';

@@ -15,3 +15,4 @@ COMMENT ON TABLE finam.listeners IS
 COMMENT ON COLUMN finam.listeners.name IS 'Subscriber name, chosen by the subscriber.';
 COMMENT ON COLUMN finam.listeners.registered_at IS 'When the registration was last renewed.';
 COMMENT ON COLUMN finam.listeners.expires_at IS 'After this moment the registration no longer causes notifications.';
+COMMENT ON INDEX finam.listeners_pkey IS 'One registration per listener name.';

@@ -1,0 +1,319 @@
+"""Migrations (yoyo over db/migrations): apply, idempotence, rollback, pre-existing roles.
+
+``blank_dsn`` is a fresh, empty database on the test server; ``dsn``/``db`` a fresh
+migrated one. Roles are cluster-wide, so they exist before and after every test here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from urllib.parse import quote, urlencode
+
+import psycopg
+import pytest
+from psycopg.types.json import Jsonb
+
+from finam_thin import migrations
+
+MIGRATION_IDS = [
+    "0001.create-schema-and-roles",
+    "0002.create-events-table",
+    "0003.create-snapshots-table",
+    "0004.create-listeners-table",
+    "0005.install-api",
+]
+TABLES = {"events", "snapshots", "listeners"}
+VIEWS = {"streams", "category_summary", "type_summary"}
+API_FUNCTIONS = {
+    "append_batch", "append_event", "append_events", "assert_valid_event", "assert_valid_expected_version",
+    "assert_valid_page", "assert_valid_stream", "category", "cursor_transaction", "load_snapshot",
+    "raise_wrong_expected_version", "read_all", "read_category", "read_stream", "read_stream_backward",
+    "register_listener", "reject_history_change", "save_snapshot", "schema_version", "stream_lock_key",
+    "stream_version", "unregister_listener",
+}
+
+# Everything that defines the installed product: routine definitions and ACLs, relations with their
+# columns, ACLs and comments, view definitions, triggers, indexes and the schema's ACL and comment.
+DEFINITION_PARTS = """
+    SELECT 'function ' || p.oid::regprocedure::text || E'\\n' || pg_get_functiondef(p.oid)
+           || coalesce(p.proacl::text, '<default acl>') || coalesce(obj_description(p.oid, 'pg_proc'), '')
+    FROM pg_proc AS p WHERE p.pronamespace = n.oid
+    UNION ALL
+    SELECT 'relation ' || c.relname || ' ' || c.relkind::text || ' ' || coalesce(c.relacl::text, '<default acl>')
+           || ' ' || coalesce(obj_description(c.oid, 'pg_class'), '')
+           || coalesce(' ' || pg_get_viewdef(c.oid), '')
+    FROM pg_class AS c WHERE c.relnamespace = n.oid AND c.relkind <> 'i'
+    UNION ALL
+    SELECT 'index ' || pg_get_indexdef(i.indexrelid)
+    FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indrelid WHERE c.relnamespace = n.oid
+    UNION ALL
+    SELECT 'column ' || c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+           || ' ' || a.attnotnull::text || ' ' || coalesce(col_description(c.oid, a.attnum), '')
+    FROM pg_class AS c JOIN pg_attribute AS a ON a.attrelid = c.oid
+    WHERE c.relnamespace = n.oid AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'trigger ' || pg_get_triggerdef(t.oid)
+    FROM pg_trigger AS t JOIN pg_class AS c ON c.oid = t.tgrelid
+    WHERE c.relnamespace = n.oid AND NOT t.tgisinternal
+    UNION ALL
+    SELECT 'schema ' || coalesce(n.nspacl::text, '') || ' ' || coalesce(obj_description(n.oid, 'pg_namespace'), '')
+"""
+
+
+def definition_fingerprint(conn) -> str | None:
+    """md5 of the installed objects' definitions (None when there is no schema finam)."""
+    return conn.execute(
+        f"""
+        SELECT md5(string_agg(part, E'\\n' ORDER BY part))
+        FROM pg_namespace AS n
+        CROSS JOIN LATERAL ({DEFINITION_PARTS}) AS parts(part)
+        WHERE n.nspname = 'finam'
+        """
+    ).fetchone()[0]
+
+
+def identity_fingerprint(conn) -> str | None:
+    """md5 of the objects' identities *and row versions*: any re-creation or
+    CREATE OR REPLACE of a routine changes it, even with an identical definition."""
+    return conn.execute(
+        """
+        SELECT md5(string_agg(part, ',' ORDER BY part))
+        FROM pg_namespace AS n
+        CROSS JOIN LATERAL (
+            SELECT 'p' || p.oid::text || ':' || p.xmin::text FROM pg_proc AS p WHERE p.pronamespace = n.oid
+            UNION ALL
+            SELECT 'c' || c.oid::text || ':' || c.relname || ':' || c.relfilenode::text
+            FROM pg_class AS c WHERE c.relnamespace = n.oid
+            UNION ALL
+            SELECT 't' || t.oid::text || ':' || t.xmin::text
+            FROM pg_trigger AS t JOIN pg_class AS c ON c.oid = t.tgrelid WHERE c.relnamespace = n.oid
+            UNION ALL
+            SELECT 'n' || n.oid::text || ':' || n.xmin::text
+        ) AS parts(part)
+        WHERE n.nspname = 'finam'
+        """
+    ).fetchone()[0]
+
+
+def connect(dsn):
+    return psycopg.connect(dsn, autocommit=True)
+
+
+def schema_exists(conn) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'finam')").fetchone()[0]
+
+
+def relations(conn, kinds: str) -> set[str]:
+    return {row[0] for row in conn.execute(
+        "SELECT c.relname FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = 'finam' AND c.relkind::text = ANY(%s)", (list(kinds),))}
+
+
+def functions(conn) -> set[str]:
+    return {row[0] for row in conn.execute(
+        "SELECT p.proname FROM pg_proc AS p JOIN pg_namespace AS n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = 'finam'")}
+
+
+def triggers(conn) -> set[str]:
+    return {row[0] for row in conn.execute(
+        "SELECT t.tgname FROM pg_trigger AS t JOIN pg_class AS c ON c.oid = t.tgrelid "
+        "JOIN pg_namespace AS n ON n.oid = c.relnamespace WHERE n.nspname = 'finam' AND NOT t.tgisinternal")}
+
+
+def applied_ids(dsn) -> list[str]:
+    return [item.id for item in migrations.status(dsn) if item.applied]
+
+
+def roles_exist(conn) -> dict[str, bool]:
+    rows = dict(conn.execute(
+        "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('finam_reader', 'finam_writer')"
+    ).fetchall())
+    return rows
+
+
+def assert_fully_installed(conn):
+    assert schema_exists(conn)
+    assert relations(conn, "r") == TABLES
+    assert relations(conn, "v") == VIEWS
+    assert functions(conn) == API_FUNCTIONS
+    assert triggers(conn) == {"events_immutable"}
+    assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.0.0"
+
+
+def writer_can_append(conn, stream="account-1") -> int:
+    """Append one event as finam_writer (SET ROLE); return its version."""
+    conn.execute("SET ROLE finam_writer")
+    try:
+        return conn.execute(
+            "SELECT version FROM finam.append_event(%s, %s, 'Deposited', %s)",
+            (stream, uuid.uuid4(), Jsonb({"amount": "1"})),
+        ).fetchone()[0]
+    finally:
+        conn.execute("RESET ROLE")
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_status_of_an_empty_database_lists_every_migration_pending(blank_dsn):
+    status = migrations.status(blank_dsn)
+    assert [item.id for item in status] == MIGRATION_IDS
+    assert not any(item.applied for item in status)
+    with connect(blank_dsn) as conn:
+        assert not schema_exists(conn)
+
+
+def test_apply_installs_everything_and_is_idempotent(blank_dsn):
+    assert migrations.apply(blank_dsn) == MIGRATION_IDS
+    assert applied_ids(blank_dsn) == MIGRATION_IDS
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+        assert roles_exist(conn) == {"finam_reader": False, "finam_writer": False}
+        definitions, identities = definition_fingerprint(conn), identity_fingerprint(conn)
+        assert definitions is not None and identities is not None
+        yoyo_rows = conn.execute("SELECT count(*) FROM _yoyo_migration").fetchone()[0]
+        assert writer_can_append(conn) == 1
+
+    assert migrations.apply(blank_dsn) == []
+
+    with connect(blank_dsn) as conn:
+        assert definition_fingerprint(conn) == definitions
+        assert identity_fingerprint(conn) == identities, "a second apply re-created or replaced objects"
+        assert conn.execute("SELECT count(*) FROM _yoyo_migration").fetchone()[0] == yoyo_rows
+        assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 1
+    assert applied_ids(blank_dsn) == MIGRATION_IDS
+
+
+def test_rollback_undoes_only_the_last_migration(blank_dsn):
+    migrations.apply(blank_dsn)
+    with connect(blank_dsn) as conn:
+        writer_can_append(conn)
+
+    assert migrations.rollback(blank_dsn) == ["0005.install-api"]
+
+    with connect(blank_dsn) as conn:
+        assert schema_exists(conn)
+        assert functions(conn) == set()
+        assert relations(conn, "v") == set()
+        assert triggers(conn) == set()
+        assert relations(conn, "r") == TABLES
+        # The tables and their data are untouched.
+        assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 1
+    assert [(item.id, item.applied) for item in migrations.status(blank_dsn)] == \
+        [(mid, mid != "0005.install-api") for mid in MIGRATION_IDS]
+
+    # Re-applying installs only the API again; the stored event is still there.
+    assert migrations.apply(blank_dsn) == ["0005.install-api"]
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+        assert writer_can_append(conn) == 2
+
+
+def test_rollback_step_by_step_then_apply_again(blank_dsn):
+    migrations.apply(blank_dsn)
+    with connect(blank_dsn) as conn:
+        original = definition_fingerprint(conn)
+
+    expected_after = {
+        "0005.install-api": (TABLES, set()),
+        "0004.create-listeners-table": ({"events", "snapshots"}, set()),
+        "0003.create-snapshots-table": ({"events"}, set()),
+        "0002.create-events-table": (set(), set()),
+    }
+    for migration_id in reversed(MIGRATION_IDS):
+        assert migrations.rollback(blank_dsn) == [migration_id]
+        with connect(blank_dsn) as conn:
+            if migration_id == "0001.create-schema-and-roles":
+                assert not schema_exists(conn)
+            else:
+                tables, routines = expected_after[migration_id]
+                assert schema_exists(conn)
+                assert relations(conn, "r") == tables
+                assert functions(conn) == routines
+        assert applied_ids(blank_dsn) == MIGRATION_IDS[:MIGRATION_IDS.index(migration_id)]
+
+    assert migrations.rollback(blank_dsn) == []
+    with connect(blank_dsn) as conn:
+        assert not schema_exists(conn)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relname IN ('events', 'snapshots', 'listeners') "
+            "AND relnamespace <> 'pg_catalog'::regnamespace"
+        ).fetchone()[0] == 0
+        # Roles are cluster-wide: a rollback in one database leaves them in place (documented).
+        assert roles_exist(conn) == {"finam_reader": False, "finam_writer": False}
+
+    # Migrating again while the roles already exist works and restores the same product.
+    assert migrations.apply(blank_dsn) == MIGRATION_IDS
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+        assert definition_fingerprint(conn) == original
+        assert conn.execute("SELECT pg_has_role('finam_writer', 'finam_reader', 'MEMBER')").fetchone()[0]
+        assert writer_can_append(conn) == 1
+
+
+def test_rollback_of_several_at_once(blank_dsn):
+    migrations.apply(blank_dsn)
+    assert migrations.rollback(blank_dsn, 2) == ["0005.install-api", "0004.create-listeners-table"]
+    with connect(blank_dsn) as conn:
+        assert relations(conn, "r") == {"events", "snapshots"}
+        assert functions(conn) == set()
+    assert migrations.apply(blank_dsn) == ["0004.create-listeners-table", "0005.install-api"]
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+
+
+def test_two_databases_on_one_server_share_the_roles(dsn, db, blank_dsn):
+    # ``db`` was migrated from the session template, so the roles already exist
+    # before ``blank_dsn`` is migrated.
+    with connect(blank_dsn) as blank:
+        assert roles_exist(blank) == {"finam_reader": False, "finam_writer": False}
+        assert not schema_exists(blank)
+    role_oids = db.execute(
+        "SELECT rolname, oid FROM pg_roles WHERE rolname IN ('finam_reader', 'finam_writer') ORDER BY 1"
+    ).fetchall()
+
+    assert migrations.apply(dsn) == []  # already migrated
+    assert migrations.apply(blank_dsn) == MIGRATION_IDS
+
+    with connect(blank_dsn) as blank:
+        assert_fully_installed(blank)
+        assert writer_can_append(blank) == 1
+    assert_fully_installed(db)
+    assert writer_can_append(db) == 1
+    with connect(blank_dsn) as blank:
+        assert definition_fingerprint(blank) == definition_fingerprint(db)
+
+    # Same roles (not re-created), still NOLOGIN and nested.
+    assert db.execute(
+        "SELECT rolname, oid FROM pg_roles WHERE rolname IN ('finam_reader', 'finam_writer') ORDER BY 1"
+    ).fetchall() == role_oids
+
+    # Fully rolling back one database leaves the other one (and the shared roles) working.
+    assert len(migrations.rollback(blank_dsn, len(MIGRATION_IDS))) == len(MIGRATION_IDS)
+    with connect(blank_dsn) as blank:
+        assert not schema_exists(blank)
+    assert_fully_installed(db)
+    assert writer_can_append(db) == 2
+    assert db.execute(
+        "SELECT rolname, oid FROM pg_roles WHERE rolname IN ('finam_reader', 'finam_writer') ORDER BY 1"
+    ).fetchall() == role_oids
+
+
+def test_migrations_accept_a_url_dsn(blank_dsn):
+    params = psycopg.conninfo.conninfo_to_dict(blank_dsn)
+    dbname = params.pop("dbname")
+    url = f"postgresql:///{quote(dbname)}?" + urlencode({k: str(v) for k, v in params.items()})
+    assert psycopg.conninfo.conninfo_to_dict(url)["dbname"] == dbname
+    assert migrations.apply(url) == MIGRATION_IDS
+    assert [item.applied for item in migrations.status(blank_dsn)] == [True] * len(MIGRATION_IDS)
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+
+
+@pytest.mark.parametrize("migration_id", MIGRATION_IDS[1:4])
+def test_table_migrations_declare_their_dependency(migration_id):
+    """Each table migration names its predecessor, so yoyo applies them in order."""
+    source = (migrations.migrations_dir() / f"{migration_id}.sql").read_text(encoding="utf-8")
+    previous = MIGRATION_IDS[MIGRATION_IDS.index(migration_id) - 1]
+    assert f"-- depends: {previous}" in source
