@@ -33,5 +33,6 @@ COMMENT ON FUNCTION finam.read_all(bigint, integer) IS
     'Gap-safe page of all events after the event at after_position (0 = from the start), at most max_count rows, '
     'in commit-safe order (transaction_id, position): positions are unique but not always ascending. '
     'Pass the position of the last row received to get the next page; every committed event arrives exactly once. '
-    'Events of transactions still running (or younger than the oldest running transaction) wait for the next call, '
-    'so a long transaction delays readers. FC003 for after_position < 0, an unknown position or max_count < 1.';
+    'Events committed after the oldest still-running write transaction of the whole server (any database) began '
+    'wait for a later call, so a long transaction anywhere on the server delays readers. '
+    'FC003 for after_position < 0, an unknown position or max_count < 1.';
