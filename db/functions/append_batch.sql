@@ -43,9 +43,21 @@ BEGIN
                 'must be one-dimensional arrays of the same length', stream);
     END IF;
     PERFORM finam.assert_valid_expected_version(stream, expected_version);
-    FOR i IN 1 .. batch_size LOOP
-        PERFORM finam.assert_valid_event(stream, ids[i], types[i], payloads[i], metadata[i], i);
-    END LOOP;
+    -- One set-based pass over assert_valid_event's rules; only a failing batch
+    -- is walked event by event for the precise error.
+    IF EXISTS (
+        SELECT
+        FROM unnest(ids, types, payloads, metadata) AS b(id, type, payload, meta)
+        WHERE b.id IS NULL
+           OR b.type IS NULL OR b.type = '' OR pg_catalog.length(b.type) > 256
+           OR b.payload IS NULL OR pg_catalog.jsonb_typeof(b.payload) <> 'object'
+           OR (b.meta IS NOT NULL AND pg_catalog.jsonb_typeof(b.meta) <> 'object')
+           OR pg_catalog.pg_column_size(b.payload) + coalesce(pg_catalog.pg_column_size(b.meta), 0) > 1048576
+    ) THEN
+        FOR i IN 1 .. batch_size LOOP
+            PERFORM finam.assert_valid_event(stream, ids[i], types[i], payloads[i], metadata[i], i);
+        END LOOP;
+    END IF;
     IF batch_size > 1 AND (SELECT pg_catalog.count(DISTINCT u.id) FROM pg_catalog.unnest(ids) AS u(id)) <> batch_size THEN
         RAISE EXCEPTION USING
             ERRCODE = 'FC003',
@@ -54,7 +66,7 @@ BEGIN
     END IF;
 
     -- 2. Serialize the writers of this stream until commit.
-    PERFORM pg_catalog.pg_advisory_xact_lock(finam.stream_lock_key(stream));
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(stream, 440410599789));  -- finam.stream_lock_key(stream)
 
     -- 3. Idempotency: ids already stored are a retry (same content) or a conflict (FC002).
     SELECT pg_catalog.count(*)::integer,

@@ -16,12 +16,22 @@ DECLARE
     current_version bigint;
     stored finam.events%ROWTYPE;
 BEGIN
-    -- 1. Validate (FC003) before touching anything.
-    PERFORM finam.assert_valid_event(stream, id, type, payload, metadata);
-    PERFORM finam.assert_valid_expected_version(stream, expected_version);
+    -- 1. Validate (FC003) before touching anything. The condition is the fast
+    --    path of assert_valid_event's rules; those helpers raise the precise error.
+    IF stream IS NULL OR stream = '' OR pg_catalog.length(stream) > 512
+       OR id IS NULL
+       OR type IS NULL OR type = '' OR pg_catalog.length(type) > 256
+       OR payload IS NULL OR pg_catalog.jsonb_typeof(payload) <> 'object'
+       OR (metadata IS NOT NULL AND pg_catalog.jsonb_typeof(metadata) <> 'object')
+       OR pg_catalog.pg_column_size(payload) + coalesce(pg_catalog.pg_column_size(metadata), 0) > 1048576
+       OR expected_version < 0 THEN
+        PERFORM finam.assert_valid_event(stream, id, type, payload, metadata);
+        PERFORM finam.assert_valid_expected_version(stream, expected_version);
+    END IF;
 
-    -- 2. Serialize the writers of this stream until commit.
-    PERFORM pg_catalog.pg_advisory_xact_lock(finam.stream_lock_key(stream));
+    -- 2. Serialize the writers of this stream until commit (the key is
+    --    finam.stream_lock_key(stream), spelled out to spare a call).
+    PERFORM pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended(stream, 440410599789));
 
     -- 3. Idempotency first: a stored id is a retry (same content) or a clash (FC002),
     --    whatever the expected version says; no position is drawn for it.
