@@ -33,38 +33,38 @@ def run(dsn: str, say: Callable[[str], None] = print) -> str:
 
         deposit = event("deposit", "CashDeposited", currency="USD", amount="100000.00")
         [result] = store.append(stream, deposit, expected_version=0)
-        say(f"1. append_event CashDeposited, expected version 0  -> version {result.version}, "
+        say(f"1. append_event CashDeposited, expected version 0 -> version {result.version}, "
             f"position {result.position}, duplicate={result.duplicate}")
 
         batch = [event("signal", "StrategySignalEvent", instrument="AAPL", side="BUY", quantity="10",
                        reference_price="189.25"),
                  event("order", "OrderRequested", instrument="AAPL", side="BUY", quantity="10")]
         results = store.append(stream, batch, expected_version=1)
-        say("2. append batch of 2, expected version 1           -> versions "
+        say("2. append batch of 2, expected version 1 -> versions "
             + ", ".join(str(r.version) for r in results))
 
         retried = store.append(stream, batch, expected_version=1)
-        say("3. same batch again (a retry after a lost reply)    -> versions "
+        say("3. same batch again (a retry after a lost reply) -> versions "
             + ", ".join(str(r.version) for r in retried)
             + f", duplicate={all(r.duplicate for r in retried)}, nothing written")
 
         try:
             store.append(stream, event("late", "OrderCancelled", instrument="AAPL"), expected_version=1)
         except WrongExpectedVersion as error:
-            say(f"4. stale writer, expected version 1                -> FC001 {error} "
+            say(f"4. stale writer, expected version 1 -> FC001 {error} "
                 f"(actual={error.actual})")
 
         try:
             store.append(stream, NewEvent(deposit.id, "CashDeposited", {"currency": "USD", "amount": "1"}))
         except EventIdConflict as error:
-            say(f"5. reused id with different payload                -> FC002 {error}")
+            say(f"5. reused id with different payload -> FC002 {error}")
 
         try:
             store.append("", event("bad", "CashDeposited", amount="1"))
         except InvalidArgument as error:
-            say(f"6. empty stream name                               -> FC003 {error}")
+            say(f"6. empty stream name -> FC003 {error}")
 
-        say(f"7. stream_version({stream!r})                    -> {store.stream_version(stream)}")
+        say(f"7. stream_version({stream!r}) -> {store.stream_version(stream)}")
         say("8. read_stream:")
         for stored in store.read_stream(stream):
             say(f"     v{stored.version} pos {stored.position} {stored.type} {stored.payload}")
@@ -74,7 +74,12 @@ def run(dsn: str, say: Callable[[str], None] = print) -> str:
         say(f"9. save_snapshot at version 3 -> stored={saved}; load_snapshot -> version {loaded.version}, "
             f"state {loaded.state}")
 
-        tail = store.read_all(0, 1_000_000)
-        mine = [e for e in tail if e.stream == stream]
-        say(f"10. read_all from position 0 -> {len(tail)} events in the store, {len(mine)} of them in {stream!r}")
+        seen = mine = 0
+        position = 0
+        while page := store.read_all(after_position=position, max_count=500):
+            seen += len(page)
+            mine += sum(1 for e in page if e.stream == stream)
+            position = page[-1].position
+        say(f"10. read_all, pages of 500 from position 0 -> {seen} events in the store, {mine} of them in "
+            f"{stream!r}; resume after position {position}")
         return stream
