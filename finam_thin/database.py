@@ -107,8 +107,13 @@ def configure_connection(connection: psycopg.Connection) -> None:
 
 
 def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 8, name: str = "finam") -> ConnectionPool:
-    """An open connection pool on ``dsn`` with Finam's connection setup."""
+    """An open connection pool on ``dsn`` with Finam's connection setup.
+
+    Connections are in autocommit mode: every API function is atomic on its own,
+    so a call is one round trip and is committed when it returns. Use
+    ``with conn.transaction():`` to group calls.
+    """
     pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, name=name,
-                          configure=configure_connection, open=False)
+                          configure=configure_connection, kwargs={"autocommit": True}, open=False)
     pool.open(wait=True, timeout=30)
     return pool
