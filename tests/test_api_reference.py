@@ -39,3 +39,33 @@ def test_every_sqlstate_raised_is_documented():
     assert raised == {"FC001", "FC002", "FC003", "FC004", "FC005"}
     for code in raised:
         assert f"`{code}`" in API_REFERENCE
+
+
+PUBLIC_FUNCTION_SECTIONS = {
+    "append_event": "### `finam.append_event`",
+    "append_events": "### `finam.append_events`",
+    "append_batch": "### `finam.append_batch`",
+    "save_snapshot": "### `finam.save_snapshot`",
+    "stream_version": "### `finam.stream_version",
+    "read_stream": "### `finam.read_stream(",
+    "read_stream_backward": "### `finam.read_stream_backward",
+    "read_all": "### `finam.read_all",
+    "read_category": "### `finam.read_category",
+    "load_snapshot": "### `finam.load_snapshot",
+    "register_listener": "## Wake-ups",
+}
+
+
+def _section(header: str) -> str:
+    start = API_REFERENCE.index(header)
+    following = [API_REFERENCE.find(marker, start + len(header)) for marker in ("\n### ", "\n## ")]
+    ends = [index for index in following if index != -1]
+    return API_REFERENCE[start:min(ends) if ends else None]
+
+
+def test_every_public_function_has_psql_python_and_node_examples():
+    for function, header in PUBLIC_FUNCTION_SECTIONS.items():
+        section = _section(header)
+        for fence in ("```sql", "```python", "```js"):
+            assert fence in section, f"{function}: no {fence} example"
+        assert function in section.split("```sql", 1)[1], f"{function}: the psql example does not call it"
