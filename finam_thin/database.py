@@ -9,13 +9,12 @@ only, and stopped when the process exits.
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Callable
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
-import json
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo

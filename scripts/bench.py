@@ -583,11 +583,11 @@ def section_reads(bench: Bench, report: Report) -> None:
                                                    lambda: timed_rows(paged_stream))
     base = report.add(Row("4", f"(a) plain psycopg: one SELECT of {count:,} rows, JSON decoded", plain_rate,
                           "events/s"))
-    report.add(Row("4", f"`PostgresEventStore.read_all`, pages of 1000 → StoredEvent", all_rate, "events/s",
+    report.add(Row("4", "`PostgresEventStore.read_all`, pages of 1000 → StoredEvent", all_rate, "events/s",
                    base, "plain"))
-    report.add(Row("4", f"`PostgresEventStore.iter_stream`, pages of 1000 → StoredEvent", stream_rate, "events/s",
+    report.add(Row("4", "`PostgresEventStore.iter_stream`, pages of 1000 → StoredEvent", stream_rate, "events/s",
                    base, "plain"))
-    report.add(Row("4", f"(b) read + fold into PortfolioState", [], "events/s", note=PENDING))
+    report.add(Row("4", "(b) read + fold into PortfolioState", [], "events/s", note=PENDING))
 
 
 # ---------------------------------------------------------------------------
@@ -692,7 +692,7 @@ def section_tailing(bench: Bench, report: Report) -> None:
                                       lambda: tail_run(bench, store, True))
     base = report.add(Row("6", f"{THREADS} threads, `append`, 1 event/call, no reader", [r for r, _, _ in without],
                           "events/s"))
-    report.add(Row("6", f"the same with a `read_all` reader thread tailing (pages of 1000)",
+    report.add(Row("6", "the same with a `read_all` reader thread tailing (pages of 1000)",
                    [r for r, _, _ in with_reader], "events/s", base, "no reader"))
     report.add(Row("6", "tailing cost (1 − with/without)",
                    [100 * (1 - w[0] / n[0]) for n, w in zip(without, with_reader)], "%",
@@ -751,9 +751,9 @@ def main(argv: list[str] | None = None) -> int:
             SECTIONS[key](bench, report)
         if "4" in args.sections or "5" in args.sections:
             report.notes.append(
-                f"§4 and §5 are partial: the PortfolioState fold does not exist yet, so they time reading and "
-                f"decoding only (§5 with the raw snapshot row); the long streams are written by one INSERT "
-                f"… generate_series as the migration owner (a fixture, not an append path).")
+                "§4 and §5 are partial: the PortfolioState fold does not exist yet, so they time reading and "
+                "decoding only (§5 with the raw snapshot row); the long streams are written by one INSERT "
+                "… generate_series as the migration owner (a fixture, not an append path).")
         text = report.markdown()
     finally:
         if not args.keep:

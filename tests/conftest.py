@@ -32,7 +32,7 @@ def _server_params() -> dict:
     """Connection parameters of the test server (no database name)."""
     dsn = os.environ.get("POSTGRES_DSN")
     if dsn:
-        print(f"\n[finam tests] using the server of POSTGRES_DSN", file=sys.stderr)
+        print("\n[finam tests] using the server of POSTGRES_DSN", file=sys.stderr)
     else:
         data_dir = Path(os.environ.get("FINAM_TEST_DATA_DIR") or REPO_ROOT / ".finam" / "test").resolve()
         server = start_embedded_server(data_dir / "pgdata")

@@ -15,7 +15,6 @@ import subprocess
 from pathlib import Path
 from urllib.parse import quote
 
-import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 

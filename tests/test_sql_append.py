@@ -14,6 +14,7 @@ import uuid
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from support import expect_error, message, store_state
 
 APPEND_EVENT = (
     "SELECT * FROM finam.append_event(stream => %s, id => %s, type => %s, payload => %s::jsonb,"
@@ -73,27 +74,10 @@ def event(event_id=None, type_="Deposited", payload=None, **extra):
     return e
 
 
-def store_state(db):
-    """What the store holds: (event count, max position, snapshot count)."""
-    count, max_position = db.execute(
-        "SELECT count(*), coalesce(max(position), 0) FROM finam.events").fetchone()
-    snapshots = db.execute("SELECT count(*) FROM finam.snapshots").fetchone()[0]
-    return count, max_position, snapshots
 
 
-def expect_error(db, sqlstate, sql, params=None):
-    """Runs ``sql``, asserts it fails with ``sqlstate`` and wrote nothing; returns the error."""
-    before = store_state(db)
-    with pytest.raises(psycopg.Error) as info:
-        db.execute(sql, params)
-    err = info.value
-    assert err.sqlstate == sqlstate, f"expected {sqlstate}, got {err.sqlstate}: {err}"
-    assert store_state(db) == before, "a failed call must not write anything"
-    return err
 
 
-def message(err: psycopg.Error) -> str:
-    return err.diag.message_primary or str(err)
 
 
 def stream_rows(db, stream):

@@ -9,11 +9,11 @@ client in another language would call it.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import psycopg
 import pytest
+from support import expect_error, message, store_state, wait_until_readable
 
 APPEND_EVENT = (
     "SELECT * FROM finam.append_event(stream => %s, id => %s, type => %s, payload => %s::jsonb)"
@@ -34,47 +34,12 @@ def append(db, stream, type_="Deposited", payload=None, event_id=None):
     return event_id, version, position
 
 
-def store_state(db):
-    count, max_position = db.execute(
-        "SELECT count(*), coalesce(max(position), 0) FROM finam.events").fetchone()
-    snapshots = db.execute(
-        "SELECT count(*), coalesce(string_agg(stream || ':' || schema_version || ':' || version || ':' || state::text,"
-        " ',' ORDER BY stream, schema_version), '') FROM finam.snapshots").fetchone()
-    return count, max_position, snapshots
 
 
-def expect_error(db, sqlstate, sql, params=None):
-    before = store_state(db)
-    with pytest.raises(psycopg.Error) as info:
-        db.execute(sql, params)
-    err = info.value
-    assert err.sqlstate == sqlstate, f"expected {sqlstate}, got {err.sqlstate}: {err}"
-    assert store_state(db) == before, "a failed call must not write anything"
-    return err
 
 
-def message(err: psycopg.Error) -> str:
-    return err.diag.message_primary or str(err)
 
 
-def wait_until_readable(db, timeout=30.0):
-    """Waits until every committed event of this database is below the read horizon.
-
-    read_all / read_category only return events of transactions older than the
-    oldest transaction still running *anywhere in the cluster* (pg_snapshot_xmin),
-    so a busy neighbour database (e.g. another test run on the same server) delays
-    them. This computes the horizon independently of read_all, so it cannot mask
-    a read_all bug: after it returns, read_all must deliver every committed event.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        ready = db.execute(
-            "SELECT coalesce(max(transaction_id) < pg_snapshot_xmin(pg_current_snapshot()), true)"
-            " FROM finam.events").fetchone()[0]
-        if ready:
-            return
-        assert time.monotonic() < deadline, "committed events stayed above the read horizon"
-        time.sleep(0.02)
 
 
 def read_all_pages(db, after_position=0, max_count=1000):

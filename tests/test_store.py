@@ -9,7 +9,6 @@ Row counts are always checked through the independent ``db`` connection.
 from __future__ import annotations
 
 import json
-import time
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -27,6 +26,7 @@ from finam_thin.errors import (
     translated_errors,
 )
 from finam_thin.persistence import AppendResult, NewEvent, Snapshot, StoredEvent
+from support import wait_until_readable
 
 
 # -- helpers ---------------------------------------------------------------
@@ -42,17 +42,6 @@ def count_events(db, stream: str | None = None) -> int:
     return db.execute("SELECT count(*) FROM finam.events WHERE stream = %s", (stream,)).fetchone()[0]
 
 
-def wait_until_readable(db, timeout: float = 15.0) -> None:
-    """Wait until read_all's cutoff (the cluster-wide oldest running transaction) has passed every stored event.
-
-    read_all / read_category hold back events of transactions at or above pg_snapshot_xmin, and that xmin
-    counts write transactions of every database on the server (other test runs sharing it, for instance).
-    The events are delayed, not lost; the tests then check that they all arrive, exactly once, in order."""
-    deadline = time.monotonic() + timeout
-    while not db.execute("SELECT coalesce(max(transaction_id), '0'::xid8) < pg_snapshot_xmin(pg_current_snapshot()) "
-                         "FROM finam.events").fetchone()[0]:
-        assert time.monotonic() < deadline, "read_all's cutoff did not pass the stored events"
-        time.sleep(0.01)
 
 
 def assert_sqlstate(excinfo, sqlstate: str) -> None:
