@@ -721,6 +721,21 @@ def test_appends_to_one_stream_wait_for_the_advisory_lock(dsn, db):
     ).fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("call", [
+    "SELECT * FROM finam.append_event(%s, gen_random_uuid(), 'Deposited', '{}')",
+    "SELECT * FROM finam.append_events(%s, jsonb_build_array(jsonb_build_object("
+    "'id', gen_random_uuid(), 'type', 'Deposited', 'payload', '{}'::jsonb)))",
+    "SELECT * FROM finam.append_batch(%s, ARRAY[gen_random_uuid()], ARRAY['Deposited'], ARRAY['{}'::jsonb])",
+])
+def test_every_append_path_takes_the_documented_stream_lock_key(dsn, db, call):
+    """The append functions spell the key out; it must be the one finam.stream_lock_key documents."""
+    stream = "account-keyed"
+    with _connect(dsn, autocommit=False) as a:
+        a.execute(call, (stream,)).fetchall()
+        assert db.execute(WAITING_ON_STREAM_LOCK, (a.info.backend_pid, stream)).fetchall() == [(True,)]
+        a.rollback()
+
+
 def test_lock_timeout_applies_to_the_stream_lock(dsn, db):
     stream = "account-timeout"
     with _connect(dsn, autocommit=False) as a, _connect(dsn, autocommit=True) as b:
