@@ -104,14 +104,7 @@ BEGIN
     END IF;
 
     -- 4. Optimistic concurrency (FC001).
-    SELECT e.version
-    INTO current_version
-    FROM finam.events AS e
-    WHERE e.stream = append_batch.stream
-    ORDER BY e.version DESC
-    LIMIT 1;
-    current_version := coalesce(current_version, 0);
-
+    current_version := finam.stream_version(stream);
     IF expected_version IS NOT NULL AND expected_version <> current_version THEN
         PERFORM finam.raise_wrong_expected_version(stream, expected_version, current_version);
     END IF;

@@ -37,7 +37,8 @@ BEGIN
     --    whatever the expected version says; no position is drawn for it.
     SELECT e.* INTO stored FROM finam.events AS e WHERE e.id = append_event.id;
     IF NOT FOUND THEN
-        -- 4. Optimistic concurrency (FC001).
+        -- 4. Optimistic concurrency (FC001). The head is finam.stream_version(stream),
+        --    spelled out to spare a call on the single-event hot path.
         SELECT e.version
         INTO current_version
         FROM finam.events AS e
