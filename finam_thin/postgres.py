@@ -38,9 +38,6 @@ class PostgresEventStore:
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
 
-    def _connection(self, connection: psycopg.Connection | None):
-        return _using(self.pool, connection)
-
     # -- writes ---------------------------------------------------------
 
     def append(self, stream: str, events: NewEvent | Sequence[NewEvent], expected_version: int | None = None,
@@ -59,7 +56,7 @@ class PostgresEventStore:
                 raise InvalidArgument(f"invalid argument: expected NewEvent, got {type(event).__name__}")
         payloads = [encode_json_object(e.payload, f"payload of event {e.id}") for e in batch]
         metadata = [encode_json_object(e.metadata, f"metadata of event {e.id}") for e in batch]
-        with self._connection(connection) as conn:
+        with _using(self.pool, connection) as conn:
             if len(batch) == 1:
                 event = batch[0]
                 row = conn.execute(APPEND_EVENT, (stream, event.id, event.type, payloads[0],
@@ -72,7 +69,7 @@ class PostgresEventStore:
     # -- reads ----------------------------------------------------------
 
     def _read(self, query: str, params: tuple, connection: psycopg.Connection | None) -> list[StoredEvent]:
-        with self._connection(connection) as conn:
+        with _using(self.pool, connection) as conn:
             with conn.cursor(row_factory=class_row(StoredEvent)) as cursor:
                 return cursor.execute(query, params).fetchall()
 
@@ -115,19 +112,19 @@ class PostgresEventStore:
 
     def stream_version(self, stream: str, *, connection: psycopg.Connection | None = None) -> int:
         """Current version of ``stream`` (0 when empty)."""
-        with self._connection(connection) as conn:
+        with _using(self.pool, connection) as conn:
             return conn.execute("SELECT finam.stream_version(%s)", (stream,)).fetchone()[0]
 
     # -- wake-ups -------------------------------------------------------
 
     def register_listener(self, name: str, ttl_seconds: float = 60.0) -> None:
         """Ask appends to send NOTIFY finam_events for ``ttl_seconds`` (renew before it lapses)."""
-        with self._connection(None) as conn:
+        with _using(self.pool, None) as conn:
             conn.execute("SELECT finam.register_listener(%s, make_interval(secs => %s))", (name, ttl_seconds))
 
     def unregister_listener(self, name: str) -> bool:
         """Withdraw a listener registration; True if one existed."""
-        with self._connection(None) as conn:
+        with _using(self.pool, None) as conn:
             return conn.execute("SELECT finam.unregister_listener(%s)", (name,)).fetchone()[0]
 
 
