@@ -17,18 +17,12 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from finam_thin.database import redact
+from support import MIGRATION_IDS
 
 FINAM = Path(sys.prefix) / "bin" / "finam"
 if not FINAM.exists():  # fall back to the checkout's venv
     FINAM = Path(__file__).resolve().parent.parent / ".venv" / "bin" / "finam"
 
-MIGRATION_IDS = [
-    "0001.create-schema-and-roles",
-    "0002.create-events-table",
-    "0003.create-snapshots-table",
-    "0004.create-listeners-table",
-    "0005.install-api",
-]
 SECRET = "s3cr3t-pw"
 
 

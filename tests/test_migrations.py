@@ -14,23 +14,10 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from finam_thin import migrations
+from support import API_FUNCTIONS, MIGRATION_IDS
 
-MIGRATION_IDS = [
-    "0001.create-schema-and-roles",
-    "0002.create-events-table",
-    "0003.create-snapshots-table",
-    "0004.create-listeners-table",
-    "0005.install-api",
-]
 TABLES = {"events", "snapshots", "listeners"}
 VIEWS = {"streams", "category_summary", "type_summary"}
-API_FUNCTIONS = {
-    "append_batch", "append_event", "append_events", "assert_valid_event", "assert_valid_expected_version",
-    "assert_valid_page", "assert_valid_stream", "category", "cursor_transaction", "load_snapshot",
-    "raise_wrong_expected_version", "read_all", "read_category", "read_stream", "read_stream_backward",
-    "register_listener", "reject_history_change", "save_snapshot", "schema_version", "stream_lock_key",
-    "stream_version", "unregister_listener",
-}
 
 # Everything that defines the installed product: routine definitions and ACLs, relations with their
 # columns, ACLs and comments, view definitions, triggers, indexes and the schema's ACL and comment.

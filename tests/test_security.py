@@ -18,6 +18,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from finam_thin.database import configure_connection
+from support import API_FUNCTIONS
 
 SEARCH_PATH = ["pg_catalog", "finam", "pg_temp"]
 TABLES = ("events", "snapshots", "listeners")
@@ -378,14 +379,7 @@ def finam_functions(db):
 
 def test_api_functions_are_installed(db):
     names = {row[2] for row in finam_functions(db)}
-    expected = {
-        "append_batch", "append_event", "append_events", "assert_valid_event", "assert_valid_expected_version",
-        "assert_valid_page", "assert_valid_stream", "category", "cursor_transaction", "load_snapshot",
-        "raise_wrong_expected_version", "read_all", "read_category", "read_stream", "read_stream_backward",
-        "register_listener", "reject_history_change", "save_snapshot", "schema_version", "stream_lock_key",
-        "stream_version", "unregister_listener",
-    }
-    assert expected <= names
+    assert API_FUNCTIONS <= names
 
 
 def test_every_function_pins_search_path(db):
