@@ -1,0 +1,364 @@
+"""The event contract: immutable domain events, their identity, and their canonical encoding.
+
+Pure domain code: nothing here touches the database or reads the clock.
+
+- A ``DomainEvent`` is a frozen, keyword-only dataclass. Its ``event_id`` is
+  generated inside the object when it is constructed (the seed's frozen rule) and
+  storage never changes it. An *originating* event (one that enters from the
+  outside world: a strategy's signal, a deposit) draws a random ``uuid4`` at
+  that edge. An event *derived* from another one (a handler's output) is built
+  with ``derived_from(cause, step)`` and gets ``uuid5(cause.event_id, step)``, so
+  a handler re-run after a crash re-creates the same ids and the re-append is an
+  idempotent no-op.
+- ``occurred_at`` is the event time, carried as data (timezone-aware, UTC).
+  ``causation_id`` is the event that caused this one; ``correlation_id`` the
+  first event of the chain (an originating event correlates with itself).
+- Encoding is canonical: payload keys sorted, ``Decimal`` as plain strings
+  without exponent or trailing fractional zeros, timestamps ISO-8601 UTC with
+  microseconds and ``Z``, enums by value, tuples as lists. Decoding a stored row
+  gives back an equal object.
+- An ``EventRegistry`` maps stored ``type`` names to classes. An unknown type,
+  or a payload that does not fit its class, raises ``UndecodableEvent`` naming
+  the event id — an event is never skipped silently.
+- Upcasting: a class declares ``schema_version``; every stored event records the
+  version it was written with (metadata ``event_schema``). To change a payload
+  layout, bump ``schema_version`` and register an upcaster with
+  ``registry.upcaster("TypeName", from_version)`` that turns a version-n payload
+  into a version-n+1 payload; decoding applies the chain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, ClassVar, TypeVar
+from uuid import UUID, uuid4, uuid5
+
+from .errors import FinamError, InvalidArgument
+from .persistence import NewEvent, StoredEvent
+
+#: Metadata keys every stored domain event carries.
+CAUSATION_ID = "causation_id"
+CORRELATION_ID = "correlation_id"
+EVENT_SCHEMA = "event_schema"
+
+ENVELOPE_FIELDS = frozenset({"event_id", "causation_id", "correlation_id"})
+
+
+class UndecodableEvent(FinamError):
+    """FC006 (raised by the Python layer): a stored event does not decode into its class.
+
+    Raised for an unknown type, a payload that does not fit its class, or a
+    schema version no upcaster bridges. ``event_id`` names the stored event.
+    """
+
+    sqlstate = "FC006"
+
+    def __init__(self, message: str, *, event_id: UUID | None = None, type_name: str | None = None) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+        self.type_name = type_name
+
+
+class UnknownEventType(UndecodableEvent):
+    """FC006: no class is registered for a stored event's ``type``."""
+
+
+# -- canonical values -------------------------------------------------------------
+
+def canonical_decimal(value: Decimal) -> str:
+    """Plain notation, no exponent, no trailing fractional zeros: Decimal('1.50') -> '1.5', 1E+2 -> '100'."""
+    if not value.is_finite():
+        raise ValueError(f"{value} is not a finite number")
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+def canonical_time(value: datetime) -> str:
+    """ISO-8601 in UTC with microseconds and 'Z': 2026-11-24T09:30:00.000000Z."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def canonical_value(value: Any) -> Any:
+    """The JSON-ready canonical form of a domain value (recursively for containers)."""
+    if isinstance(value, enum.Enum):
+        return canonical_value(value.value)
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, Decimal):
+        return canonical_decimal(value)
+    if isinstance(value, datetime):
+        return canonical_time(value)
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, (tuple, list)):
+        return [canonical_value(item) for item in value]
+    if isinstance(value, Mapping):
+        return {str(key): canonical_value(item) for key, item in sorted(value.items())}
+    raise TypeError(f"{type(value).__name__} has no canonical encoding")
+
+
+# -- field types: checking a constructed value, parsing a stored one ----------------
+
+def _optional_inner(annotation: Any) -> Any | None:
+    """X for ``X | None`` / ``Optional[X]``, else None."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(arguments) == 1 and len(typing.get_args(annotation)) == 2:
+            return arguments[0]
+    return None
+
+
+def check_value(annotation: Any, value: Any) -> Any:
+    """``value`` checked (and normalized: datetimes to UTC) against a field annotation; ValueError if it does not fit."""
+    inner = _optional_inner(annotation)
+    if inner is not None:
+        return None if value is None else check_value(inner, value)
+    if typing.get_origin(annotation) is tuple:
+        (item_type, ellipsis) = typing.get_args(annotation)
+        if ellipsis is not Ellipsis or not isinstance(value, tuple):
+            raise ValueError(f"expected a tuple, got {type(value).__name__}")
+        return tuple(check_value(item_type, item) for item in value)
+    if annotation is Decimal:
+        if not isinstance(value, Decimal) or not value.is_finite():
+            raise ValueError(f"expected a finite Decimal, got {value!r}")
+        return value
+    if annotation is datetime:
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
+        return value.astimezone(UTC)
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an int, got {value!r}")
+        return value
+    if annotation in (str, bool, UUID):
+        if not isinstance(value, annotation):
+            raise ValueError(f"expected {annotation.__name__}, got {value!r}")
+        return value
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        if not isinstance(value, annotation):
+            raise ValueError(f"expected {annotation.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported field type {annotation!r}")
+
+
+def parse_value(annotation: Any, raw: Any) -> Any:
+    """The domain value for the canonical JSON value ``raw``; ValueError if it does not fit."""
+    inner = _optional_inner(annotation)
+    if inner is not None:
+        return None if raw is None else parse_value(inner, raw)
+    if typing.get_origin(annotation) is tuple:
+        if not isinstance(raw, list):
+            raise ValueError(f"expected a list, got {raw!r}")
+        (item_type, _) = typing.get_args(annotation)
+        return tuple(parse_value(item_type, item) for item in raw)
+    if annotation is Decimal:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a decimal string, got {raw!r}")
+        try:
+            value = Decimal(raw)
+        except InvalidOperation:
+            raise ValueError(f"{raw!r} is not a decimal number") from None
+        if not value.is_finite():
+            raise ValueError(f"{raw!r} is not a finite number")
+        return value
+    if annotation is datetime:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected an ISO-8601 string, got {raw!r}")
+        value = datetime.fromisoformat(raw)
+        if value.tzinfo is None:
+            raise ValueError(f"{raw!r} has no timezone")
+        return value.astimezone(UTC)
+    if annotation is UUID:
+        if not isinstance(raw, str):
+            raise ValueError(f"expected a UUID string, got {raw!r}")
+        return UUID(raw)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return annotation(raw)
+    return check_value(annotation, raw)
+
+
+# -- the event base ---------------------------------------------------------------
+
+E = TypeVar("E", bound="DomainEvent")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DomainEvent:
+    """An immutable fact. ``event_id`` is fixed at construction; storage never changes it.
+
+    Subclasses are frozen keyword-only dataclasses whose fields (other than the
+    envelope: ``event_id``, ``causation_id``, ``correlation_id``) form the
+    payload. Field types: Decimal, str, int, bool, UUID, datetime, str-valued
+    enums, ``tuple[X, ...]`` and ``X | None``. Override ``validate()`` for
+    domain rules; it raises InvalidArgument (FC003).
+    """
+
+    type_name: ClassVar[str] = "DomainEvent"
+    schema_version: ClassVar[int] = 1
+
+    occurred_at: datetime
+    event_id: UUID = field(default_factory=uuid4)
+    causation_id: UUID | None = None
+    correlation_id: UUID | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type_name" not in cls.__dict__:
+            cls.type_name = cls.__name__
+
+    def __post_init__(self) -> None:
+        for name, annotation in _field_types(type(self)).items():
+            try:
+                checked = check_value(annotation, getattr(self, name))
+            except ValueError as error:
+                raise InvalidArgument(f"invalid argument: {self.type_name}.{name}: {error}") from None
+            object.__setattr__(self, name, checked)
+        if self.correlation_id is None:
+            object.__setattr__(self, "correlation_id", self.event_id)
+        self.validate()
+
+    def validate(self) -> None:
+        """Domain rules of this event type (InvalidArgument when broken); none by default."""
+
+    @classmethod
+    def derived_from(cls: type[E], cause: DomainEvent, step: str, **fields: Any) -> E:
+        """An event caused by ``cause``: id ``uuid5(cause.event_id, step)``, caused by it, in its correlation.
+
+        ``step`` names the reaction (unique per output of one cause), so re-running
+        the reaction re-creates the same id. ``occurred_at`` defaults to the cause's.
+        """
+        if not step:
+            raise InvalidArgument("invalid argument: a derived event needs a non-empty step name")
+        fields.setdefault("occurred_at", cause.occurred_at)
+        return cls(event_id=uuid5(cause.event_id, f"{cls.type_name}:{step}"), causation_id=cause.event_id,
+                   correlation_id=cause.correlation_id, **fields)
+
+    def payload(self) -> dict[str, Any]:
+        """The canonical JSON payload: every non-envelope field, keys sorted."""
+        return {name: canonical_value(getattr(self, name)) for name in sorted(_field_types(type(self)))}
+
+    def metadata(self) -> dict[str, Any]:
+        """Causation, correlation and the payload's schema version."""
+        return {CAUSATION_ID: None if self.causation_id is None else str(self.causation_id),
+                CORRELATION_ID: str(self.correlation_id), EVENT_SCHEMA: self.schema_version}
+
+
+_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+
+
+def _field_types(cls: type[DomainEvent]) -> dict[str, Any]:
+    """Payload fields of an event class and their resolved annotations (cached)."""
+    cached = _FIELD_TYPES.get(cls)
+    if cached is None:
+        hints = typing.get_type_hints(cls)
+        cached = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in ENVELOPE_FIELDS}
+        _FIELD_TYPES[cls] = cached
+    return cached
+
+
+# -- recorded events and the registry ---------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """A decoded, committed event and where it is stored: what handlers and folds receive."""
+
+    event: DomainEvent
+    stream: str
+    version: int
+    position: int
+    recorded_at: datetime
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class EventRegistry:
+    """Maps stored ``type`` names to event classes, and encodes/decodes events canonically."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[DomainEvent]] = {}
+        self._upcasters: dict[tuple[str, int], Upcaster] = {}
+
+    def register(self, cls: type[E]) -> type[E]:
+        """Class decorator: ``cls.type_name`` now decodes to ``cls``."""
+        existing = self._classes.get(cls.type_name)
+        if existing is not None and existing is not cls:
+            raise ValueError(f"event type {cls.type_name!r} is already registered to {existing.__qualname__}")
+        _field_types(cls)  # resolve annotations now: a bad field type fails at import, not at decode
+        self._classes[cls.type_name] = cls
+        return cls
+
+    def upcaster(self, type_name: str, from_version: int) -> Callable[[Upcaster], Upcaster]:
+        """Decorator: the function turns a ``from_version`` payload of ``type_name`` into a ``from_version + 1`` one."""
+        def register(function: Upcaster) -> Upcaster:
+            self._upcasters[(type_name, from_version)] = function
+            return function
+        return register
+
+    def __contains__(self, type_name: str) -> bool:
+        return type_name in self._classes
+
+    def types(self) -> list[str]:
+        """Registered type names, sorted."""
+        return sorted(self._classes)
+
+    def encode(self, event: DomainEvent) -> NewEvent:
+        """The record to append: same id, type name, canonical payload and metadata."""
+        if type(event) not in _FIELD_TYPES or self._classes.get(event.type_name) is not type(event):
+            raise InvalidArgument(f"invalid argument: event type {event.type_name!r} is not registered")
+        return NewEvent(event.event_id, event.type_name, event.payload(), event.metadata())
+
+    def decode(self, stored: StoredEvent) -> RecordedEvent:
+        """The domain event of a stored row; UndecodableEvent (naming its id) when it does not fit."""
+        return RecordedEvent(self.decode_event(stored.id, stored.type, stored.payload, stored.metadata),
+                             stored.stream, stored.version, stored.position, stored.created_at)
+
+    def decode_event(self, event_id: UUID, type_name: str, payload: Mapping[str, Any],
+                     metadata: Mapping[str, Any]) -> DomainEvent:
+        """The domain event for a stored id, type, payload and metadata."""
+        cls = self._classes.get(type_name)
+        if cls is None:
+            raise UnknownEventType(f"event {event_id}: unknown event type {type_name!r} "
+                                   f"(registered: {', '.join(self.types())})", event_id=event_id, type_name=type_name)
+        try:
+            body = self._upcast(cls, dict(payload), metadata.get(EVENT_SCHEMA, 1))
+            expected = _field_types(cls)
+            missing, extra = sorted(expected.keys() - body.keys()), sorted(body.keys() - expected.keys())
+            if missing or extra:
+                raise ValueError(f"payload does not fit: missing {missing}, unexpected {extra}")
+            values = {}
+            for name, annotation in expected.items():
+                try:
+                    values[name] = parse_value(annotation, body[name])
+                except (ValueError, TypeError) as error:
+                    raise ValueError(f"field {name!r}: {error}") from None
+            causation, correlation = metadata.get(CAUSATION_ID), metadata.get(CORRELATION_ID)
+            return cls(event_id=event_id, causation_id=None if causation is None else UUID(causation),
+                       correlation_id=None if correlation is None else UUID(correlation), **values)
+        except UndecodableEvent:
+            raise
+        except (ValueError, TypeError, InvalidArgument) as error:
+            raise UndecodableEvent(f"event {event_id} ({type_name}) does not decode: {error}",
+                                   event_id=event_id, type_name=type_name) from None
+
+    def _upcast(self, cls: type[DomainEvent], payload: dict[str, Any], stored_version: Any) -> dict[str, Any]:
+        if isinstance(stored_version, bool) or not isinstance(stored_version, int) or stored_version < 1:
+            raise ValueError(f"metadata {EVENT_SCHEMA} must be a positive integer, got {stored_version!r}")
+        if stored_version > cls.schema_version:
+            raise ValueError(f"written with schema {stored_version}, newer than this code's "
+                             f"{cls.schema_version}: upgrade the reader")
+        for version in range(stored_version, cls.schema_version):
+            upcast = self._upcasters.get((cls.type_name, version))
+            if upcast is None:
+                raise ValueError(f"no upcaster from schema {version} to {version + 1}")
+            payload = upcast(payload)
+        return payload

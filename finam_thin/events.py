@@ -1,0 +1,278 @@
+"""Trading events: the facts a portfolio stream records, one class per state-machine step.
+
+Pure domain code. Every event of a portfolio goes to its stream
+(``portfolio-<id>``), so replaying that stream in version order rebuilds the
+portfolio. The order events map one-to-one to the order state machine
+(NautilusTrader's naming: a local risk refusal is ``OrderDenied``, a venue's is
+``OrderRejected``)::
+
+    OrderRequested ──► OrderDenied                                   (pre-trade risk said no: terminal)
+          └──────────► OrderSubmitted ──► OrderRejected             (the venue said no: terminal)
+                             ├──────────► OrderAccepted
+                             └─► (accepted or not yet) OrderPartiallyFilled* ──► OrderFilled   (terminal)
+                                                              └──► OrderCancelled              (terminal)
+
+Amounts, prices and quantities are Decimal; quantities are positive and the side
+says the direction. Prices may be zero or negative (some instruments trade there).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from decimal import Decimal
+
+from .contract import DomainEvent, EventRegistry
+from .errors import InvalidArgument
+
+#: The registry of every trading event type (stored ``type`` = class name).
+TRADING_EVENTS = EventRegistry()
+
+MAX_CODE_LENGTH = 200
+
+
+class Side(str, enum.Enum):
+    """Direction of an order or fill."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy, -1 for a sell."""
+        return 1 if self is Side.BUY else -1
+
+
+def _require_code(event: DomainEvent, name: str, value: str) -> None:
+    if not value or not value.strip() or len(value) > MAX_CODE_LENGTH:
+        raise InvalidArgument(f"invalid argument: {event.type_name}.{name} must be a non-empty code "
+                              f"of at most {MAX_CODE_LENGTH} characters, got {value!r}")
+
+
+def _require_currency(event: DomainEvent, name: str, value: str) -> None:
+    if len(value) != 3 or not value.isalpha() or not value.isupper():
+        raise InvalidArgument(f"invalid argument: {event.type_name}.{name} must be a three-letter "
+                              f"upper-case currency code, got {value!r}")
+
+
+def _require_positive(event: DomainEvent, name: str, value: Decimal) -> None:
+    if value <= 0:
+        raise InvalidArgument(f"invalid argument: {event.type_name}.{name} must be positive, got {value}")
+
+
+# -- portfolio set-up and reference data ------------------------------------------
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class PortfolioOpened(DomainEvent):
+    """The portfolio exists and reports in ``base_currency``. Always the stream's first event."""
+
+    base_currency: str
+
+    def validate(self) -> None:
+        _require_currency(self, "base_currency", self.base_currency)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class InstrumentRegistered(DomainEvent):
+    """The portfolio may trade ``instrument``: priced in ``currency``, one unit = ``multiplier`` units of price."""
+
+    instrument: str
+    asset_class: str
+    currency: str
+    multiplier: Decimal = Decimal(1)
+
+    def validate(self) -> None:
+        _require_code(self, "instrument", self.instrument)
+        _require_code(self, "asset_class", self.asset_class)
+        _require_currency(self, "currency", self.currency)
+        _require_positive(self, "multiplier", self.multiplier)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class CashDeposited(DomainEvent):
+    """``amount`` of ``currency`` was paid into the portfolio."""
+
+    currency: str
+    amount: Decimal
+
+    def validate(self) -> None:
+        _require_currency(self, "currency", self.currency)
+        _require_positive(self, "amount", self.amount)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class CashWithdrawn(DomainEvent):
+    """``amount`` of ``currency`` was paid out of the portfolio."""
+
+    currency: str
+    amount: Decimal
+
+    def validate(self) -> None:
+        _require_currency(self, "currency", self.currency)
+        _require_positive(self, "amount", self.amount)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class FxRateUpdated(DomainEvent):
+    """One unit of ``currency`` is worth ``rate`` units of the portfolio's base currency from now on."""
+
+    currency: str
+    rate: Decimal
+
+    def validate(self) -> None:
+        _require_currency(self, "currency", self.currency)
+        _require_positive(self, "rate", self.rate)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class MarkPriceUpdated(DomainEvent):
+    """The price positions in ``instrument`` are valued at from now on."""
+
+    instrument: str
+    price: Decimal
+
+    def validate(self) -> None:
+        _require_code(self, "instrument", self.instrument)
+
+
+# -- strategy and orders ----------------------------------------------------------
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class StrategySignalEvent(DomainEvent):
+    """A strategy wants to trade (the seed's entry point). It changes no state by itself:
+    the trading engine reacts with ``OrderRequested``."""
+
+    strategy: str
+    instrument: str
+    side: Side
+    quantity: Decimal
+    limit_price: Decimal | None = None
+
+    def validate(self) -> None:
+        _require_code(self, "strategy", self.strategy)
+        _require_code(self, "instrument", self.instrument)
+        _require_positive(self, "quantity", self.quantity)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class OrderRequested(DomainEvent):
+    """An order was created (not yet risk-checked): ``quantity`` of ``instrument`` on ``side``."""
+
+    order_id: str
+    instrument: str
+    side: Side
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    strategy: str | None = None
+
+    def validate(self) -> None:
+        _require_code(self, "order_id", self.order_id)
+        _require_code(self, "instrument", self.instrument)
+        _require_positive(self, "quantity", self.quantity)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class OrderDenied(DomainEvent):
+    """The local pre-trade risk check refused the order (terminal). ``reason_codes`` are machine-readable."""
+
+    order_id: str
+    reason_codes: tuple[str, ...]
+    detail: str = ""
+
+    def validate(self) -> None:
+        _require_code(self, "order_id", self.order_id)
+        if not self.reason_codes:
+            raise InvalidArgument("invalid argument: OrderDenied.reason_codes must name at least one reason")
+        for code in self.reason_codes:
+            _require_code(self, "reason_codes", code)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class OrderSubmitted(DomainEvent):
+    """The order passed the risk check and was sent to the venue."""
+
+    order_id: str
+
+    def validate(self) -> None:
+        _require_code(self, "order_id", self.order_id)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class OrderRejected(DomainEvent):
+    """The venue refused the order (terminal)."""
+
+    order_id: str
+    reason: str
+
+    def validate(self) -> None:
+        _require_code(self, "order_id", self.order_id)
+        _require_code(self, "reason", self.reason)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class OrderAccepted(DomainEvent):
+    """The venue acknowledged the order; it is working there."""
+
+    order_id: str
+    venue_order_id: str | None = None
+
+    def validate(self) -> None:
+        _require_code(self, "order_id", self.order_id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class _OrderFill(DomainEvent):
+    """A fill: ``quantity`` at ``price`` on the order's side, with ``fee`` charged in ``fee_currency``."""
+
+    order_id: str
+    fill_id: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal = Decimal(0)
+    fee_currency: str | None = None
+
+    def validate(self) -> None:
+        _require_code(self, "order_id", self.order_id)
+        _require_code(self, "fill_id", self.fill_id)
+        _require_positive(self, "quantity", self.quantity)
+        if self.fee != 0 and self.fee_currency is None:
+            raise InvalidArgument(f"invalid argument: {self.type_name}.fee_currency is required when fee is not 0")
+        if self.fee_currency is not None:
+            _require_currency(self, "fee_currency", self.fee_currency)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class OrderPartiallyFilled(_OrderFill):
+    """Part of the order was filled; some quantity remains working."""
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class OrderFilled(_OrderFill):
+    """The fill that completes the order (terminal)."""
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class OrderCancelled(DomainEvent):
+    """The order's remaining quantity was cancelled (terminal); earlier fills stand."""
+
+    order_id: str
+    reason: str = "cancelled"
+
+    def validate(self) -> None:
+        _require_code(self, "order_id", self.order_id)
+        _require_code(self, "reason", self.reason)
