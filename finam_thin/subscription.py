@@ -21,6 +21,45 @@ from .postgres import PostgresEventStore
 CHANNEL = "finam_events"
 
 
+class Wakeup:
+    """Waits for a ``finam_events`` notification or a timeout, whichever comes first.
+
+    The first wait opens a dedicated LISTEN connection and registers ``name``
+    with ``finam.register_listener`` (renewed at half its ttl), so writers only
+    pay for NOTIFY while someone listens. ``close()`` withdraws the registration.
+    """
+
+    def __init__(self, store: PostgresEventStore, name: str, *, ttl_seconds: float = 60.0) -> None:
+        self.store = store
+        self.name = name
+        self.ttl_seconds = ttl_seconds
+        self._listener: psycopg.Connection | None = None
+        self._renew_at = 0.0
+
+    def wait(self, timeout: float) -> bool:
+        """True when a notification arrived within ``timeout`` seconds (a hint: always read anyway)."""
+        self._ensure_listening()
+        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
+            return True
+        return False
+
+    def close(self) -> None:
+        """Stop listening and withdraw the registration."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+            self.store.unregister_listener(self.name)
+
+    def _ensure_listening(self) -> None:
+        now = time.monotonic()
+        if self._listener is None:
+            self._listener = psycopg.connect(self.store.pool.conninfo, autocommit=True)
+            self._listener.execute(f"LISTEN {CHANNEL}")
+        if now >= self._renew_at:
+            self.store.register_listener(self.name, self.ttl_seconds)
+            self._renew_at = now + self.ttl_seconds / 2
+
+
 class EventTail:
     """Reads every event committed after ``after_position``, in read_all's order, once each.
 
@@ -38,8 +77,7 @@ class EventTail:
         self.ttl_seconds = ttl_seconds
         self.poll_interval = poll_interval
         self.listen = listen
-        self._listener: psycopg.Connection | None = None
-        self._renew_at = 0.0
+        self._wakeup = Wakeup(store, name, ttl_seconds=ttl_seconds)
 
     def __enter__(self) -> EventTail:
         return self
@@ -63,10 +101,7 @@ class EventTail:
 
     def close(self) -> None:
         """Stop listening and withdraw the registration."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
-            self.store.unregister_listener(self.name)
+        self._wakeup.close()
 
     def _next_page(self) -> list[StoredEvent]:
         page = self.store.read_all(after_position=self.position, max_count=self.page_size)
@@ -75,18 +110,7 @@ class EventTail:
         return page
 
     def _wait(self, timeout: float) -> None:
-        if not self.listen:
+        if self.listen:
+            self._wakeup.wait(timeout)
+        else:
             time.sleep(timeout)
-            return
-        self._ensure_listening()
-        for _ in self._listener.notifies(timeout=timeout, stop_after=1):
-            pass
-
-    def _ensure_listening(self) -> None:
-        now = time.monotonic()
-        if self._listener is None:
-            self._listener = psycopg.connect(self.store.pool.conninfo, autocommit=True)
-            self._listener.execute(f"LISTEN {CHANNEL}")
-        if now >= self._renew_at:
-            self.store.register_listener(self.name, self.ttl_seconds)
-            self._renew_at = now + self.ttl_seconds / 2
