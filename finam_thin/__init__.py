@@ -15,7 +15,7 @@ from .errors import (
     WrongExpectedVersion,
 )
 from .persistence import AppendResult, NewEvent, Snapshot, StoredEvent
-from .postgres import PostgresEventStore, PostgresSnapshotStore
+from .postgres import PostgresCheckpointStore, PostgresEventStore, PostgresSnapshotStore
 from .subscription import EventTail
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "HistoryIsImmutable",
     "InvalidArgument",
     "NewEvent",
+    "PostgresCheckpointStore",
     "PostgresEventStore",
     "PostgresSnapshotStore",
     "Snapshot",

@@ -127,6 +127,20 @@ class PostgresEventStore:
         with _using(self.pool, None) as conn:
             return conn.execute("SELECT finam.unregister_listener(%s)", (name,)).fetchone()[0]
 
+    # -- read horizon ---------------------------------------------------
+
+    def is_readable(self, position: int, *, connection: psycopg.Connection | None = None) -> bool:
+        """Whether :meth:`read_all` has reached the event at ``position``.
+
+        True once every transaction older than the event's has ended: a reader
+        following read_all from before it receives it now, and no event can still
+        appear before it. False for the caller's own uncommitted append and while
+        an older write transaction anywhere on the server is open. InvalidArgument
+        for a position no stored (visible) event has.
+        """
+        with _using(self.pool, connection) as conn:
+            return conn.execute("SELECT finam.is_readable(%s)", (position,)).fetchone()[0]
+
 
 class PostgresSnapshotStore:
     """Save and load stream snapshots (finam.snapshots, through its functions)."""
@@ -156,6 +170,52 @@ class PostgresSnapshotStore:
             return None
         version, state, layout, created_at = row
         return Snapshot(stream, version, state, layout, created_at)
+
+
+class PostgresCheckpointStore:
+    """Durable read_all checkpoints of named followers (finam.checkpoints, through its functions).
+
+    A handler that follows :meth:`PostgresEventStore.read_all` keeps, per name, the
+    position of the last event it handled; it resumes with
+    ``read_all(after_position=store.load(name))``. Advance with compare-and-set in
+    the same transaction as the handler's output (pass ``connection=``): both
+    commit or neither, so after a crash exactly the unacknowledged events are
+    handled again, and two workers with one name never both advance from the same
+    position.
+    """
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+
+    def load(self, name: str, *, connection: psycopg.Connection | None = None) -> int:
+        """The stored position of ``name`` (the read_all cursor), 0 when it has none."""
+        with _using(self.pool, connection) as conn:
+            return conn.execute("SELECT finam.load_checkpoint(%s)", (name,)).fetchone()[0]
+
+    def advance(self, name: str, from_position: int, to_position: int,
+                *, connection: psycopg.Connection | None = None) -> bool:
+        """Move ``name`` from ``from_position`` to ``to_position`` if it is still at ``from_position``.
+
+        True when moved (an absent checkpoint counts as 0). False, with nothing
+        written, when another worker moved it first: the caller's transaction
+        should then roll back its output and reload. A concurrent advance of the
+        same name makes this call wait until that transaction ends. InvalidArgument
+        when ``to_position`` is not a stored event's position, ``from_position`` is
+        neither 0 nor one, or ``to_position`` does not come strictly after
+        ``from_position`` in read_all order. Advance only to positions read_all
+        delivered (or for which :meth:`PostgresEventStore.is_readable` is true).
+        """
+        with _using(self.pool, connection) as conn:
+            return conn.execute("SELECT finam.advance_checkpoint(%s, %s, %s)",
+                                (name, from_position, to_position)).fetchone()[0]
+
+    def delete(self, name: str, *, connection: psycopg.Connection | None = None) -> bool:
+        """Remove the checkpoint of ``name``; True if one existed.
+
+        It counts as 0 again: the follower starts over from the first event (to rebuild a projection).
+        """
+        with _using(self.pool, connection) as conn:
+            return conn.execute("SELECT finam.delete_checkpoint(%s)", (name,)).fetchone()[0]
 
 
 @contextmanager

@@ -13,6 +13,8 @@ MIGRATION_IDS = [
     "0003.create-snapshots-table",
     "0004.create-listeners-table",
     "0005.install-api",
+    "0006.create-checkpoints-table",
+    "0007.install-api-1.1",
 ]
 
 API_FUNCTIONS = {
@@ -21,6 +23,8 @@ API_FUNCTIONS = {
     "raise_wrong_expected_version", "read_all", "read_category", "read_stream", "read_stream_backward",
     "register_listener", "reject_history_change", "save_snapshot", "schema_version", "stream_lock_key",
     "stream_version", "unregister_listener",
+    # 1.1.0
+    "advance_checkpoint", "assert_valid_checkpoint_name", "delete_checkpoint", "is_readable", "load_checkpoint",
 }
 
 

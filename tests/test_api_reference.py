@@ -19,7 +19,8 @@ def test_every_argument_of_the_public_functions_is_documented(db):
     rows = db.execute(
         "SELECT proname, unnest(proargnames) FROM pg_proc "
         "WHERE pronamespace = 'finam'::regnamespace "
-        "AND (prosecdef OR proname LIKE 'read%' OR proname IN ('stream_version', 'load_snapshot'))").fetchall()
+        "AND (prosecdef OR proname LIKE 'read%' "
+        "OR proname IN ('stream_version', 'load_snapshot', 'load_checkpoint', 'is_readable'))").fetchall()
     assert rows
     missing = sorted({f"{fn}.{arg}" for fn, arg in rows if not re.search(rf"\b{arg}\b", API_REFERENCE)})
     assert missing == []
@@ -53,6 +54,10 @@ PUBLIC_FUNCTION_SECTIONS = {
     "read_category": "### `finam.read_category",
     "load_snapshot": "### `finam.load_snapshot",
     "register_listener": "## Wake-ups",
+    "is_readable": "### `finam.is_readable",
+    "load_checkpoint": "### `finam.load_checkpoint",
+    "advance_checkpoint": "### `finam.advance_checkpoint",
+    "delete_checkpoint": "### `finam.delete_checkpoint",
 }
 
 

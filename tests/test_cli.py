@@ -63,11 +63,13 @@ def test_migrate_apply_list_rollback(blank_dsn, tmp_path):
         [["applied", mid] for mid in MIGRATION_IDS]
 
     rolled = ok(run_finam("migrate", "--rollback", dsn=blank_dsn, cwd=tmp_path))
-    assert rolled.stdout.splitlines() == ["rolled back 0005.install-api"]
+    assert rolled.stdout.splitlines() == ["rolled back 0007.install-api-1.1"]
     with psycopg.connect(blank_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'finam'::regnamespace"
+                            " AND proname IN ('load_checkpoint', 'advance_checkpoint', 'is_readable')"
                             ).fetchone()[0] == 0
-        assert conn.execute("SELECT to_regclass('finam.events') IS NOT NULL").fetchone()[0]
+        assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.0.0"
+        assert conn.execute("SELECT to_regclass('finam.checkpoints') IS NOT NULL").fetchone()[0]
 
     listed = ok(run_finam("migrate", "--list", dsn=blank_dsn, cwd=tmp_path))
     assert [line.split() for line in listed.stdout.splitlines() if line.strip()] == \
@@ -75,14 +77,14 @@ def test_migrate_apply_list_rollback(blank_dsn, tmp_path):
 
     again = ok(run_finam("migrate", dsn=blank_dsn, cwd=tmp_path))
     assert [line for line in again.stdout.splitlines() if line.startswith("applied ")] == \
-        ["applied 0005.install-api"]
+        ["applied 0007.install-api-1.1"]
     with psycopg.connect(blank_dsn) as conn:
-        assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.0.0"
+        assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.1.0"
 
 
 def test_migrate_rollback_n_and_nothing_left(blank_dsn, tmp_path):
     ok(run_finam("migrate", dsn=blank_dsn, cwd=tmp_path))
-    rolled = ok(run_finam("migrate", "--rollback", "5", dsn=blank_dsn, cwd=tmp_path))
+    rolled = ok(run_finam("migrate", "--rollback", str(len(MIGRATION_IDS)), dsn=blank_dsn, cwd=tmp_path))
     assert rolled.stdout.splitlines() == [f"rolled back {mid}" for mid in reversed(MIGRATION_IDS)]
     nothing = ok(run_finam("migrate", "--rollback", dsn=blank_dsn, cwd=tmp_path))
     assert "nothing to roll back" in nothing.stdout

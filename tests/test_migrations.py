@@ -6,6 +6,10 @@ migrated one. Roles are cluster-wide, so they exist before and after every test 
 
 from __future__ import annotations
 
+import io
+import shutil
+import subprocess
+import tarfile
 import uuid
 from urllib.parse import quote, urlencode
 
@@ -13,11 +17,18 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from conftest import REPO_ROOT
 from finam_thin import migrations
-from support import API_FUNCTIONS, MIGRATION_IDS
+from support import API_FUNCTIONS, MIGRATION_IDS, wait_until_readable
 
-TABLES = {"events", "snapshots", "listeners"}
+TABLES_1_0 = {"events", "snapshots", "listeners"}
+TABLES = TABLES_1_0 | {"checkpoints"}
 VIEWS = {"streams", "category_summary", "type_summary"}
+FUNCTIONS_NEW_IN_1_1 = {"advance_checkpoint", "assert_valid_checkpoint_name", "delete_checkpoint", "is_readable",
+                        "load_checkpoint"}
+API_FUNCTIONS_1_0 = API_FUNCTIONS - FUNCTIONS_NEW_IN_1_1
+# The last commit of SQL API 1.0.0 (migrations 0001-0005): what an existing installation runs.
+RELEASE_1_0_0 = "2857128b4e7494b5b1dc0ca7dc72add75bc2c555"
 
 # Everything that defines the installed product: routine definitions and ACLs, relations with their
 # columns, ACLs and comments, view definitions, triggers, indexes and the schema's ACL and comment.
@@ -125,7 +136,22 @@ def assert_fully_installed(conn):
     assert relations(conn, "v") == VIEWS
     assert functions(conn) == API_FUNCTIONS
     assert triggers(conn) == {"events_immutable"}
+    assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.1.0"
+
+
+def assert_as_1_0_0(conn):
+    """The objects, version and reader grants of SQL API 1.0.0 (no trace of 1.1)."""
+    assert schema_exists(conn)
+    assert relations(conn, "r") == TABLES_1_0
+    assert relations(conn, "v") == VIEWS
+    assert functions(conn) == API_FUNCTIONS_1_0
+    assert triggers(conn) == {"events_immutable"}
     assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.0.0"
+    for relation in TABLES_1_0 | VIEWS:
+        assert conn.execute("SELECT has_table_privilege('finam_reader', %s, 'SELECT')",
+                            (f"finam.{relation}",)).fetchone()[0], relation
+        assert not conn.execute("SELECT has_table_privilege('public', %s, 'SELECT')",
+                                (f"finam.{relation}",)).fetchone()[0], relation
 
 
 def writer_can_append(conn, stream="account-1") -> int:
@@ -176,22 +202,49 @@ def test_rollback_undoes_only_the_last_migration(blank_dsn):
     migrations.apply(blank_dsn)
     with connect(blank_dsn) as conn:
         writer_can_append(conn)
+        conn.execute("SELECT finam.advance_checkpoint('projection', 0, (SELECT max(position) FROM finam.events))")
 
-    assert migrations.rollback(blank_dsn) == ["0005.install-api"]
+    assert migrations.rollback(blank_dsn) == ["0007.install-api-1.1"]
 
+    with connect(blank_dsn) as conn:
+        assert schema_exists(conn)
+        assert functions(conn) == API_FUNCTIONS_1_0
+        assert relations(conn, "v") == VIEWS
+        assert triggers(conn) == {"events_immutable"}
+        assert relations(conn, "r") == TABLES
+        assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.0.0"
+        # The tables and their data are untouched.
+        assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM finam.checkpoints").fetchone()[0] == 1
+    assert [(item.id, item.applied) for item in migrations.status(blank_dsn)] == \
+        [(mid, mid != "0007.install-api-1.1") for mid in MIGRATION_IDS]
+
+    # Re-applying installs only the API again; the stored event and checkpoint are still there.
+    assert migrations.apply(blank_dsn) == ["0007.install-api-1.1"]
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+        assert writer_can_append(conn) == 2
+        assert conn.execute("SELECT finam.load_checkpoint('projection')").fetchone()[0] == \
+            conn.execute("SELECT min(position) FROM finam.events").fetchone()[0]
+
+
+def test_rollback_of_1_0_0_api_keeps_the_data(blank_dsn):
+    """Rolling back 0007, 0006 and 0005 drops every routine and view; the 1.0.0 tables keep their rows."""
+    migrations.apply(blank_dsn)
+    with connect(blank_dsn) as conn:
+        writer_can_append(conn)
+
+    assert migrations.rollback(blank_dsn, 3) == ["0007.install-api-1.1", "0006.create-checkpoints-table",
+                                                 "0005.install-api"]
     with connect(blank_dsn) as conn:
         assert schema_exists(conn)
         assert functions(conn) == set()
         assert relations(conn, "v") == set()
         assert triggers(conn) == set()
-        assert relations(conn, "r") == TABLES
-        # The tables and their data are untouched.
+        assert relations(conn, "r") == TABLES_1_0
         assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 1
-    assert [(item.id, item.applied) for item in migrations.status(blank_dsn)] == \
-        [(mid, mid != "0005.install-api") for mid in MIGRATION_IDS]
 
-    # Re-applying installs only the API again; the stored event is still there.
-    assert migrations.apply(blank_dsn) == ["0005.install-api"]
+    assert migrations.apply(blank_dsn) == MIGRATION_IDS[-3:]
     with connect(blank_dsn) as conn:
         assert_fully_installed(conn)
         assert writer_can_append(conn) == 2
@@ -203,7 +256,9 @@ def test_rollback_step_by_step_then_apply_again(blank_dsn):
         original = definition_fingerprint(conn)
 
     expected_after = {
-        "0005.install-api": (TABLES, set()),
+        "0007.install-api-1.1": (TABLES, API_FUNCTIONS_1_0),
+        "0006.create-checkpoints-table": (TABLES_1_0, API_FUNCTIONS_1_0),
+        "0005.install-api": (TABLES_1_0, set()),
         "0004.create-listeners-table": ({"events", "snapshots"}, set()),
         "0003.create-snapshots-table": ({"events"}, set()),
         "0002.create-events-table": (set(), set()),
@@ -218,6 +273,8 @@ def test_rollback_step_by_step_then_apply_again(blank_dsn):
                 assert schema_exists(conn)
                 assert relations(conn, "r") == tables
                 assert functions(conn) == routines
+                if migration_id == "0006.create-checkpoints-table":
+                    assert_as_1_0_0(conn)
         assert applied_ids(blank_dsn) == MIGRATION_IDS[:MIGRATION_IDS.index(migration_id)]
 
     assert migrations.rollback(blank_dsn) == []
@@ -241,11 +298,12 @@ def test_rollback_step_by_step_then_apply_again(blank_dsn):
 
 def test_rollback_of_several_at_once(blank_dsn):
     migrations.apply(blank_dsn)
-    assert migrations.rollback(blank_dsn, 2) == ["0005.install-api", "0004.create-listeners-table"]
+    assert migrations.rollback(blank_dsn, 4) == ["0007.install-api-1.1", "0006.create-checkpoints-table",
+                                                 "0005.install-api", "0004.create-listeners-table"]
     with connect(blank_dsn) as conn:
         assert relations(conn, "r") == {"events", "snapshots"}
         assert functions(conn) == set()
-    assert migrations.apply(blank_dsn) == ["0004.create-listeners-table", "0005.install-api"]
+    assert migrations.apply(blank_dsn) == MIGRATION_IDS[-4:]
     with connect(blank_dsn) as conn:
         assert_fully_installed(conn)
 
@@ -298,9 +356,125 @@ def test_migrations_accept_a_url_dsn(blank_dsn):
         assert_fully_installed(conn)
 
 
-@pytest.mark.parametrize("migration_id", MIGRATION_IDS[1:4])
+SQL_MIGRATIONS = [mid for mid in MIGRATION_IDS[1:] if (migrations.migrations_dir() / f"{mid}.sql").exists()]
+PYTHON_MIGRATIONS = [mid for mid in MIGRATION_IDS[1:] if (migrations.migrations_dir() / f"{mid}.py").exists()]
+
+
+def test_every_migration_is_sql_or_python():
+    assert len(SQL_MIGRATIONS) + len(PYTHON_MIGRATIONS) == len(MIGRATION_IDS) - 1
+    assert {"0002.create-events-table", "0006.create-checkpoints-table"} <= set(SQL_MIGRATIONS)
+    assert {"0005.install-api", "0007.install-api-1.1"} <= set(PYTHON_MIGRATIONS)
+
+
+@pytest.mark.parametrize("migration_id", SQL_MIGRATIONS)
 def test_table_migrations_declare_their_dependency(migration_id):
     """Each table migration names its predecessor, so yoyo applies them in order."""
     source = (migrations.migrations_dir() / f"{migration_id}.sql").read_text(encoding="utf-8")
     previous = MIGRATION_IDS[MIGRATION_IDS.index(migration_id) - 1]
     assert f"-- depends: {previous}" in source
+    assert (migrations.migrations_dir() / f"{migration_id}.rollback.sql").exists()
+
+
+@pytest.mark.parametrize("migration_id", PYTHON_MIGRATIONS)
+def test_api_migrations_declare_their_dependency(migration_id):
+    source = (migrations.migrations_dir() / f"{migration_id}.py").read_text(encoding="utf-8")
+    previous = MIGRATION_IDS[MIGRATION_IDS.index(migration_id) - 1]
+    assert f'__depends__ = {{"{previous}"}}' in source
+
+
+# --------------------------------------------------------------------------- upgrade 1.0.0 -> 1.1.0
+
+
+def release_1_0_0_migrations(tmp_path):
+    """db/migrations of the 1.0.0 release, exported from git (skips without the repository history)."""
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", RELEASE_1_0_0, "db"],
+                                 capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"the 1.0.0 release ({RELEASE_1_0_0[:7]}) is not in this checkout's git history: {error}")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(tmp_path / "release-1.0.0", filter="data")
+    directory = tmp_path / "release-1.0.0" / "db" / "migrations"
+    assert sorted(p.name for p in directory.glob("*.py")) == ["0005.install-api.py"]
+    return directory
+
+
+def current_migrations_up_to_0005(tmp_path):
+    """Today's db/ tree without 0006 and later: 0005 installs the current source files."""
+    root = tmp_path / "up-to-0005" / "db"
+    shutil.copytree(migrations.migrations_dir().parent, root)
+    for path in (root / "migrations").iterdir():
+        if path.name.split(".", 1)[0] > "0005":
+            path.unlink()
+    return root / "migrations"
+
+
+def apply_from(monkeypatch, directory, dsn) -> list[str]:
+    """``migrations.apply`` (what ``finam migrate`` runs) over another migrations directory."""
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "migrations_dir", lambda: directory)
+        return migrations.apply(dsn)
+
+
+@pytest.mark.parametrize("first_install", [release_1_0_0_migrations, current_migrations_up_to_0005],
+                         ids=["1.0.0 release", "current files up to 0005"])
+def test_migrate_upgrades_an_existing_installation_to_1_1(blank_dsn, monkeypatch, tmp_path, first_install):
+    assert apply_from(monkeypatch, first_install(tmp_path), blank_dsn) == MIGRATION_IDS[:5]
+    with connect(blank_dsn) as conn:
+        assert relations(conn, "r") == TABLES_1_0
+        if first_install is release_1_0_0_migrations:
+            assert_as_1_0_0(conn)
+            installed_1_0_0 = definition_fingerprint(conn)
+        assert writer_can_append(conn, "account-old") == 1
+        old_position = conn.execute("SELECT position FROM finam.events").fetchone()[0]
+    assert [item.applied for item in migrations.status(blank_dsn)] == [True] * 5 + [False] * 2
+
+    assert migrations.apply(blank_dsn) == ["0006.create-checkpoints-table", "0007.install-api-1.1"]
+
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+        assert conn.execute("SELECT finam.load_checkpoint('projection')").fetchone()[0] == 0
+        wait_until_readable(conn)
+        assert conn.execute("SELECT finam.is_readable(%s)", (old_position,)).fetchone()[0] is True
+        conn.execute("SET ROLE finam_writer")
+        assert conn.execute("SELECT finam.advance_checkpoint('projection', 0, %s)",
+                            (old_position,)).fetchone()[0] is True
+        conn.execute("RESET ROLE")
+        assert writer_can_append(conn, "account-old") == 2
+        assert conn.execute("SELECT finam.load_checkpoint('projection')").fetchone()[0] == old_position
+        conn.execute("SET ROLE finam_reader")
+        assert conn.execute("SELECT position FROM finam.checkpoints").fetchall() == [(old_position,)]
+        conn.execute("RESET ROLE")
+    # The same product as a fresh installation.
+    with connect(blank_dsn) as conn:
+        upgraded = definition_fingerprint(conn)
+
+    # Rolling back 0007 then 0006 leaves the database as 1.0.0 was; the events stay.
+    assert migrations.rollback(blank_dsn, 2) == ["0007.install-api-1.1", "0006.create-checkpoints-table"]
+    with connect(blank_dsn) as conn:
+        assert_as_1_0_0(conn)
+        if first_install is release_1_0_0_migrations:
+            assert definition_fingerprint(conn) == installed_1_0_0
+        assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 2
+    assert migrations.apply(blank_dsn) == ["0006.create-checkpoints-table", "0007.install-api-1.1"]
+    with connect(blank_dsn) as conn:
+        assert definition_fingerprint(conn) == upgraded
+
+
+def test_rollback_of_a_fresh_1_1_install_restores_1_0_0_exactly(blank_dsn, monkeypatch, tmp_path):
+    """Fresh 1.1 install, then rollback of 0007 and 0006: the definitions of the 1.0.0 release."""
+    release = release_1_0_0_migrations(tmp_path)
+    assert apply_from(monkeypatch, release, blank_dsn) == MIGRATION_IDS[:5]
+    with connect(blank_dsn) as conn:
+        installed_1_0_0 = definition_fingerprint(conn)
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "migrations_dir", lambda: release)
+        assert len(migrations.rollback(blank_dsn, 5)) == 5
+    with connect(blank_dsn) as conn:
+        assert not schema_exists(conn)
+
+    assert migrations.apply(blank_dsn) == MIGRATION_IDS
+    assert migrations.rollback(blank_dsn, 2) == ["0007.install-api-1.1", "0006.create-checkpoints-table"]
+    with connect(blank_dsn) as conn:
+        assert_as_1_0_0(conn)
+        assert definition_fingerprint(conn) == installed_1_0_0

@@ -18,16 +18,17 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from finam_thin.database import configure_connection
-from support import API_FUNCTIONS
+from support import API_FUNCTIONS, wait_until_readable
 
 SEARCH_PATH = ["pg_catalog", "finam", "pg_temp"]
-TABLES = ("events", "snapshots", "listeners")
+TABLES = ("events", "snapshots", "listeners", "checkpoints")
 VIEWS = ("streams", "category_summary", "type_summary")
 SECURITY_DEFINER_FUNCTIONS = {
     "append_event", "append_events", "append_batch", "save_snapshot",
-    "register_listener", "unregister_listener",
+    "register_listener", "unregister_listener", "advance_checkpoint", "delete_checkpoint",
 }
-WRITE_FUNCTIONS = ("append_event", "append_events", "append_batch", "save_snapshot")
+WRITE_FUNCTIONS = ("append_event", "append_events", "append_batch", "save_snapshot", "advance_checkpoint",
+                   "delete_checkpoint")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -212,6 +213,12 @@ DIRECT_WRITES = {
         "DELETE FROM finam.listeners",
         "TRUNCATE finam.listeners",
     ],
+    "checkpoints": [
+        "INSERT INTO finam.checkpoints (name, position, transaction_id) VALUES ('x', 0, '0')",
+        "UPDATE finam.checkpoints SET position = 0, transaction_id = '0'",
+        "DELETE FROM finam.checkpoints",
+        "TRUNCATE finam.checkpoints",
+    ],
 }
 
 
@@ -224,6 +231,7 @@ def test_roles_cannot_write_tables_directly(db, role, statement):
     append_event(db, stream)
     db.execute("SELECT finam.save_snapshot(%s, 1, '{\"a\": 1}')", (stream,))
     db.execute("SELECT finam.register_listener('present', '1 hour')")
+    db.execute("SELECT finam.advance_checkpoint('present', 0, (SELECT max(position) FROM finam.events))")
     before = {t: db.execute(f"SELECT count(*), md5(string_agg(t::text, ',' ORDER BY t::text)) FROM finam.{t} AS t")
               .fetchone() for t in TABLES}
 
@@ -240,6 +248,9 @@ def test_reader_can_read(db):
     for _ in range(3):
         append_event(db, stream)
     db.execute("SELECT finam.save_snapshot(%s, 2, '{\"cash\": \"2\"}')", (stream,))
+    last_position = db.execute("SELECT max(position) FROM finam.events").fetchone()[0]
+    db.execute("SELECT finam.advance_checkpoint('projection-r', 0, %s)", (last_position,))
+    wait_until_readable(db)
     with as_role(db, "finam_reader"):
         assert db.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 3
         assert db.execute("SELECT count(*) FROM finam.snapshots").fetchone()[0] == 1
@@ -256,7 +267,12 @@ def test_reader_can_read(db):
         assert db.execute("SELECT finam.stream_version(%s)", (stream,)).fetchone()[0] == 3
         assert db.execute("SELECT version, state FROM finam.load_snapshot(%s)", (stream,)).fetchone() \
             == (2, {"cash": "2"})
-        assert db.execute("SELECT finam.schema_version()").fetchone()[0] == "1.0.0"
+        assert db.execute("SELECT name, position FROM finam.checkpoints").fetchall() \
+            == [("projection-r", last_position)]
+        assert db.execute("SELECT finam.load_checkpoint('projection-r')").fetchone()[0] == last_position
+        assert db.execute("SELECT finam.load_checkpoint('projection-none')").fetchone()[0] == 0
+        assert db.execute("SELECT finam.is_readable(%s)", (last_position,)).fetchone()[0] is True
+        assert db.execute("SELECT finam.schema_version()").fetchone()[0] == "1.1.0"
 
 
 @pytest.mark.parametrize(
@@ -267,16 +283,21 @@ def test_reader_can_read(db):
         "jsonb_build_array(jsonb_build_object('id', gen_random_uuid(), 'type', 'T', 'payload', '{}'::jsonb)))",
         "SELECT * FROM finam.append_batch('account-r', ARRAY[gen_random_uuid()], ARRAY['T'], ARRAY['{}'::jsonb])",
         "SELECT finam.save_snapshot('account-r', 1, '{\"cash\": \"0\"}'::jsonb)",
+        "SELECT finam.advance_checkpoint('projection-r', 0, (SELECT max(position) FROM finam.events))",
+        "SELECT finam.delete_checkpoint('projection-kept')",
     ],
     ids=list(WRITE_FUNCTIONS),
 )
 def test_reader_cannot_call_write_functions(db, call):
     append_event(db, "account-r")
+    db.execute("SELECT finam.advance_checkpoint('projection-kept', 0, (SELECT max(position) FROM finam.events))")
     before = event_rows(db)
+    checkpoints = db.execute("SELECT * FROM finam.checkpoints").fetchall()
     with as_role(db, "finam_reader"):
         assert sqlstate_of(db.execute, call) == "42501"
     assert event_rows(db) == before
     assert db.execute("SELECT count(*) FROM finam.snapshots").fetchone()[0] == 0
+    assert db.execute("SELECT * FROM finam.checkpoints").fetchall() == checkpoints
 
 
 def test_reader_lacks_execute_on_write_functions_in_the_catalog(db):
@@ -354,12 +375,17 @@ def test_schema_usage_alone_does_not_give_execute(db, fresh_role):
         "save_snapshot": "SELECT finam.save_snapshot('account-1', 1, '{}'::jsonb)",
         "register_listener": "SELECT finam.register_listener('nobody')",
         "stream_lock_key": "SELECT finam.stream_lock_key('account-1')",
+        "load_checkpoint": "SELECT finam.load_checkpoint('nobody')",
+        "advance_checkpoint": "SELECT finam.advance_checkpoint('nobody', 0, 1)",
+        "delete_checkpoint": "SELECT finam.delete_checkpoint('nobody')",
+        "is_readable": "SELECT finam.is_readable(1)",
     }
     with as_role(db, fresh_role):
         for name, call in calls.items():
             assert sqlstate_of(db.execute, call) == "42501", name
     assert event_rows(db) == before
     assert db.execute("SELECT count(*) FROM finam.listeners").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM finam.checkpoints").fetchone()[0] == 0
 
 
 # --------------------------------------------------------------------------- catalog hygiene
@@ -543,13 +569,15 @@ CREATE OPERATOR evil.= (LEFTARG = text, RIGHTARG = text, FUNCTION = evil.text_eq
 CREATE TABLE evil.events (LIKE finam.events);
 CREATE TABLE evil.snapshots (LIKE finam.snapshots);
 CREATE TABLE evil.listeners (LIKE finam.listeners);
+CREATE TABLE evil.checkpoints (LIKE finam.checkpoints);
 INSERT INTO evil.listeners (name, registered_at, expires_at) VALUES ('evil', now(), now() + interval '1 day');
-GRANT ALL ON evil.events, evil.snapshots, evil.listeners TO PUBLIC;
+GRANT ALL ON evil.events, evil.snapshots, evil.listeners, evil.checkpoints TO PUBLIC;
 
 CREATE TEMP TABLE events (LIKE finam.events);
 CREATE TEMP TABLE snapshots (LIKE finam.snapshots);
 CREATE TEMP TABLE listeners (LIKE finam.listeners);
-GRANT ALL ON pg_temp.events, pg_temp.snapshots, pg_temp.listeners TO PUBLIC;
+CREATE TEMP TABLE checkpoints (LIKE finam.checkpoints);
+GRANT ALL ON pg_temp.events, pg_temp.snapshots, pg_temp.listeners, pg_temp.checkpoints TO PUBLIC;
 """
 
 HOSTILE_PATH = "SET search_path = evil, pg_temp, pg_catalog, public, finam"
@@ -628,6 +656,19 @@ def test_hostile_search_path_cannot_hijack_the_api(db):
                 assert db.execute("SELECT finam.save_snapshot(%s, 4, %s)", (stream, state)).fetchone()[0] is False
                 assert db.execute("SELECT version FROM finam.load_snapshot(%s)", (stream,)).fetchone()[0] == 4
 
+                # Checkpoints: names compared with text = (trapped if resolved to evil).
+                checkpoint = f"hijack-{stream}"
+                assert db.execute("SELECT finam.advance_checkpoint(%s, 0, %s)",
+                                  (checkpoint, position)).fetchone()[0] is True
+                assert db.execute("SELECT finam.load_checkpoint(%s)", (checkpoint,)).fetchone()[0] == position
+                assert db.execute("SELECT finam.advance_checkpoint(%s, 0, %s)",
+                                  (checkpoint, position)).fetchone()[0] is False
+                assert sqlstate_of(db.execute, "SELECT finam.advance_checkpoint(%s, %s, %s)",
+                                   (checkpoint, position, position)) == "FC003"
+                assert db.execute("SELECT finam.is_readable(%s)", (position,)).fetchone()[0] is not None
+                assert db.execute("SELECT finam.delete_checkpoint(%s)", (checkpoint,)).fetchone()[0] is True
+                assert db.execute("SELECT finam.load_checkpoint(%s)", (checkpoint,)).fetchone()[0] == 0
+
                 db.execute("SELECT finam.register_listener('hijack-test', '1 minute')")
                 assert append_event(db, stream)[0] == 5  # the NOTIFY path with now() and pg_notify
                 db.execute("SELECT finam.unregister_listener('hijack-test')")
@@ -635,7 +676,8 @@ def test_hostile_search_path_cannot_hijack_the_api(db):
                 db.execute("RESET search_path")
 
     assert hijack_log(db) == []
-    for table in ("evil.events", "evil.snapshots", "pg_temp.events", "pg_temp.snapshots", "pg_temp.listeners"):
+    for table in ("evil.events", "evil.snapshots", "evil.checkpoints", "pg_temp.events", "pg_temp.snapshots",
+                  "pg_temp.listeners", "pg_temp.checkpoints"):
         assert db.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 0, table
     assert db.execute("SELECT count(*) FROM evil.listeners").fetchone()[0] == 1
     rows = db.execute(

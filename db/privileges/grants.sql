@@ -7,15 +7,10 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA finam FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA finam FROM PUBLIC;
 REVOKE ALL ON ALL TABLES IN SCHEMA finam FROM finam_reader, finam_writer;
 
--- finam_reader: look, never touch.
-GRANT SELECT ON
-    finam.events,
-    finam.snapshots,
-    finam.listeners,
-    finam.streams,
-    finam.category_summary,
-    finam.type_summary
-TO finam_reader;
+-- finam_reader: look, never touch. Every table and view of the schema (0005
+-- installs this file on a fresh database before later migrations add tables,
+-- which grant SELECT themselves; re-installing it covers them all).
+GRANT SELECT ON ALL TABLES IN SCHEMA finam TO finam_reader;
 
 GRANT EXECUTE ON FUNCTION
     finam.schema_version(),
@@ -34,7 +29,10 @@ GRANT EXECUTE ON FUNCTION
     finam.read_category(text, bigint, integer),
     finam.load_snapshot(text, integer),
     finam.register_listener(text, interval),
-    finam.unregister_listener(text)
+    finam.unregister_listener(text),
+    finam.is_readable(bigint),
+    finam.assert_valid_checkpoint_name(text),
+    finam.load_checkpoint(text)
 TO finam_reader;
 
 -- finam_writer: everything finam_reader may do (it is a member) plus the writes.
@@ -42,5 +40,7 @@ GRANT EXECUTE ON FUNCTION
     finam.append_event(text, uuid, text, jsonb, bigint, jsonb),
     finam.append_events(text, jsonb, bigint),
     finam.append_batch(text, uuid[], text[], jsonb[], jsonb[], bigint),
-    finam.save_snapshot(text, bigint, jsonb, integer)
+    finam.save_snapshot(text, bigint, jsonb, integer),
+    finam.advance_checkpoint(text, bigint, bigint),
+    finam.delete_checkpoint(text)
 TO finam_writer;
