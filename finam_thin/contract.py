@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -107,6 +108,13 @@ def canonical_value(value: Any) -> Any:
 
 
 # -- field types: checking a constructed value, parsing a stored one ----------------
+#
+# Each annotation is compiled once into a checker (constructed value -> normalized
+# value) and a parser (canonical JSON value -> domain value); both raise ValueError
+# when the value does not fit. Compiling keeps decoding fast on replay.
+
+Convert = Callable[[Any], Any]
+
 
 def _optional_inner(annotation: Any) -> Any | None:
     """X for ``X | None`` / ``Optional[X]``, else None."""
@@ -117,73 +125,119 @@ def _optional_inner(annotation: Any) -> Any | None:
     return None
 
 
-def check_value(annotation: Any, value: Any) -> Any:
-    """``value`` checked (and normalized: datetimes to UTC) against a field annotation; ValueError if it does not fit."""
+def _check_decimal(value: Any) -> Decimal:
+    if value.__class__ is not Decimal or not value.is_finite():
+        raise ValueError(f"expected a finite Decimal, got {value!r}")
+    return value
+
+
+def _check_datetime(value: Any) -> datetime:
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _check_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an int, got {value!r}")
+    return value
+
+
+def _check_instance(cls: type) -> Convert:
+    def check(value: Any) -> Any:
+        if not isinstance(value, cls):
+            raise ValueError(f"expected {cls.__name__}, got {value!r}")
+        return value
+    return check
+
+
+def _parse_decimal(raw: Any) -> Decimal:
+    if raw.__class__ is not str:
+        raise ValueError(f"expected a decimal string, got {raw!r}")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"{raw!r} is not a decimal number") from None
+    if not value.is_finite():
+        raise ValueError(f"{raw!r} is not a finite number")
+    return value
+
+
+def _parse_datetime(raw: Any) -> datetime:
+    if raw.__class__ is not str:
+        raise ValueError(f"expected an ISO-8601 string, got {raw!r}")
+    value = datetime.fromisoformat(raw)
+    if value.tzinfo is None:
+        raise ValueError(f"{raw!r} has no timezone")
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _parse_uuid(raw: Any) -> UUID:
+    if raw.__class__ is not str:
+        raise ValueError(f"expected a UUID string, got {raw!r}")
+    return UUID(raw)
+
+
+def _parse_enum(cls: type[enum.Enum]) -> Convert:
+    def parse(raw: Any) -> enum.Enum:
+        return cls(raw)
+    return parse
+
+
+def _optional(convert: Convert) -> Convert:
+    def optional(value: Any) -> Any:
+        return None if value is None else convert(value)
+    return optional
+
+
+def _tuple_of(convert: Convert, container: type) -> Convert:
+    def items(value: Any) -> tuple:
+        if not isinstance(value, container):
+            raise ValueError(f"expected a {container.__name__}, got {type(value).__name__}")
+        return tuple(convert(item) for item in value)
+    return items
+
+
+def compile_checker(annotation: Any) -> Convert:
+    """The checker of a field annotation: constructed value -> value normalized (datetimes to UTC)."""
     inner = _optional_inner(annotation)
     if inner is not None:
-        return None if value is None else check_value(inner, value)
+        return _optional(compile_checker(inner))
     if typing.get_origin(annotation) is tuple:
-        (item_type, ellipsis) = typing.get_args(annotation)
-        if ellipsis is not Ellipsis or not isinstance(value, tuple):
-            raise ValueError(f"expected a tuple, got {type(value).__name__}")
-        return tuple(check_value(item_type, item) for item in value)
-    if annotation is Decimal:
-        if not isinstance(value, Decimal) or not value.is_finite():
-            raise ValueError(f"expected a finite Decimal, got {value!r}")
-        return value
-    if annotation is datetime:
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise ValueError(f"expected a timezone-aware datetime, got {value!r}")
-        return value.astimezone(UTC)
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"expected an int, got {value!r}")
-        return value
-    if annotation in (str, bool, UUID):
-        if not isinstance(value, annotation):
-            raise ValueError(f"expected {annotation.__name__}, got {value!r}")
-        return value
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        if not isinstance(value, annotation):
-            raise ValueError(f"expected {annotation.__name__}, got {value!r}")
-        return value
+        item_type, ellipsis = typing.get_args(annotation)
+        if ellipsis is not Ellipsis:
+            raise TypeError(f"unsupported field type {annotation!r}: use tuple[X, ...]")
+        return _tuple_of(compile_checker(item_type), tuple)
+    simple = {Decimal: _check_decimal, datetime: _check_datetime, int: _check_int}.get(annotation)
+    if simple is not None:
+        return simple
+    if annotation in (str, bool, UUID) or (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
+        return _check_instance(annotation)
     raise TypeError(f"unsupported field type {annotation!r}")
 
 
-def parse_value(annotation: Any, raw: Any) -> Any:
-    """The domain value for the canonical JSON value ``raw``; ValueError if it does not fit."""
+def compile_parser(annotation: Any) -> Convert:
+    """The parser of a field annotation: canonical JSON value -> domain value."""
     inner = _optional_inner(annotation)
     if inner is not None:
-        return None if raw is None else parse_value(inner, raw)
+        return _optional(compile_parser(inner))
     if typing.get_origin(annotation) is tuple:
-        if not isinstance(raw, list):
-            raise ValueError(f"expected a list, got {raw!r}")
-        (item_type, _) = typing.get_args(annotation)
-        return tuple(parse_value(item_type, item) for item in raw)
-    if annotation is Decimal:
-        if not isinstance(raw, str):
-            raise ValueError(f"expected a decimal string, got {raw!r}")
-        try:
-            value = Decimal(raw)
-        except InvalidOperation:
-            raise ValueError(f"{raw!r} is not a decimal number") from None
-        if not value.is_finite():
-            raise ValueError(f"{raw!r} is not a finite number")
-        return value
-    if annotation is datetime:
-        if not isinstance(raw, str):
-            raise ValueError(f"expected an ISO-8601 string, got {raw!r}")
-        value = datetime.fromisoformat(raw)
-        if value.tzinfo is None:
-            raise ValueError(f"{raw!r} has no timezone")
-        return value.astimezone(UTC)
-    if annotation is UUID:
-        if not isinstance(raw, str):
-            raise ValueError(f"expected a UUID string, got {raw!r}")
-        return UUID(raw)
+        return _tuple_of(compile_parser(typing.get_args(annotation)[0]), list)
+    parser = {Decimal: _parse_decimal, datetime: _parse_datetime, UUID: _parse_uuid}.get(annotation)
+    if parser is not None:
+        return parser
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return annotation(raw)
-    return check_value(annotation, raw)
+        return _parse_enum(annotation)
+    return compile_checker(annotation)
+
+
+@dataclass(frozen=True, slots=True)
+class FieldCodec:
+    """How one payload field is checked on construction and parsed on decoding."""
+
+    name: str
+    check: Convert
+    parse: Convert
 
 
 # -- the event base ---------------------------------------------------------------
@@ -216,12 +270,14 @@ class DomainEvent:
             cls.type_name = cls.__name__
 
     def __post_init__(self) -> None:
-        for name, annotation in _field_types(type(self)).items():
+        for codec in _field_codecs(type(self)):
+            value = getattr(self, codec.name)
             try:
-                checked = check_value(annotation, getattr(self, name))
+                checked = codec.check(value)
             except ValueError as error:
-                raise InvalidArgument(f"invalid argument: {self.type_name}.{name}: {error}") from None
-            object.__setattr__(self, name, checked)
+                raise InvalidArgument(f"invalid argument: {self.type_name}.{codec.name}: {error}") from None
+            if checked is not value:
+                object.__setattr__(self, codec.name, checked)
         if self.correlation_id is None:
             object.__setattr__(self, "correlation_id", self.event_id)
         self.validate()
@@ -244,7 +300,7 @@ class DomainEvent:
 
     def payload(self) -> dict[str, Any]:
         """The canonical JSON payload: every non-envelope field, keys sorted."""
-        return {name: canonical_value(getattr(self, name)) for name in sorted(_field_types(type(self)))}
+        return {codec.name: canonical_value(getattr(self, codec.name)) for codec in _field_codecs(type(self))}
 
     def metadata(self) -> dict[str, Any]:
         """Causation, correlation and the payload's schema version."""
@@ -252,17 +308,18 @@ class DomainEvent:
                 CORRELATION_ID: str(self.correlation_id), EVENT_SCHEMA: self.schema_version}
 
 
-_FIELD_TYPES: dict[type, dict[str, Any]] = {}
+_FIELD_CODECS: dict[type, tuple[FieldCodec, ...]] = {}
 
 
-def _field_types(cls: type[DomainEvent]) -> dict[str, Any]:
-    """Payload fields of an event class and their resolved annotations (cached)."""
-    cached = _FIELD_TYPES.get(cls)
-    if cached is None:
+def _field_codecs(cls: type[DomainEvent]) -> tuple[FieldCodec, ...]:
+    """The payload fields of an event class, sorted by name, with their compiled codecs (cached)."""
+    codecs = _FIELD_CODECS.get(cls)
+    if codecs is None:
         hints = typing.get_type_hints(cls)
-        cached = {f.name: hints[f.name] for f in dataclasses.fields(cls) if f.name not in ENVELOPE_FIELDS}
-        _FIELD_TYPES[cls] = cached
-    return cached
+        names = sorted(f.name for f in dataclasses.fields(cls) if f.name not in ENVELOPE_FIELDS)
+        codecs = tuple(FieldCodec(name, compile_checker(hints[name]), compile_parser(hints[name])) for name in names)
+        _FIELD_CODECS[cls] = codecs
+    return codecs
 
 
 # -- recorded events and the registry ---------------------------------------------------
@@ -281,6 +338,12 @@ class RecordedEvent:
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+@functools.lru_cache(maxsize=65536)
+def _cached_uuid(text: str) -> UUID:
+    """UUID of a causation/correlation id (many events share one: parse each once)."""
+    return UUID(text)
+
+
 class EventRegistry:
     """Maps stored ``type`` names to event classes, and encodes/decodes events canonically."""
 
@@ -293,7 +356,7 @@ class EventRegistry:
         existing = self._classes.get(cls.type_name)
         if existing is not None and existing is not cls:
             raise ValueError(f"event type {cls.type_name!r} is already registered to {existing.__qualname__}")
-        _field_types(cls)  # resolve annotations now: a bad field type fails at import, not at decode
+        _field_codecs(cls)  # compile now: a bad field type fails at import, not at decode
         self._classes[cls.type_name] = cls
         return cls
 
@@ -313,7 +376,7 @@ class EventRegistry:
 
     def encode(self, event: DomainEvent) -> NewEvent:
         """The record to append: same id, type name, canonical payload and metadata."""
-        if type(event) not in _FIELD_TYPES or self._classes.get(event.type_name) is not type(event):
+        if self._classes.get(event.type_name) is not type(event):
             raise InvalidArgument(f"invalid argument: event type {event.type_name!r} is not registered")
         return NewEvent(event.event_id, event.type_name, event.payload(), event.metadata())
 
@@ -330,20 +393,30 @@ class EventRegistry:
             raise UnknownEventType(f"event {event_id}: unknown event type {type_name!r} "
                                    f"(registered: {', '.join(self.types())})", event_id=event_id, type_name=type_name)
         try:
-            body = self._upcast(cls, dict(payload), metadata.get(EVENT_SCHEMA, 1))
-            expected = _field_types(cls)
-            missing, extra = sorted(expected.keys() - body.keys()), sorted(body.keys() - expected.keys())
-            if missing or extra:
+            stored_version = metadata.get(EVENT_SCHEMA, 1)
+            current = stored_version.__class__ is int and stored_version == cls.schema_version
+            body = payload if current else self._upcast(cls, dict(payload), stored_version)
+            codecs = _field_codecs(cls)
+            if len(body) != len(codecs) or any(codec.name not in body for codec in codecs):
+                expected = {codec.name for codec in codecs}
+                missing, extra = sorted(expected - body.keys()), sorted(body.keys() - expected)
                 raise ValueError(f"payload does not fit: missing {missing}, unexpected {extra}")
             values = {}
-            for name, annotation in expected.items():
+            for codec in codecs:
                 try:
-                    values[name] = parse_value(annotation, body[name])
+                    values[codec.name] = codec.parse(body[codec.name])
                 except (ValueError, TypeError) as error:
-                    raise ValueError(f"field {name!r}: {error}") from None
+                    raise ValueError(f"field {codec.name!r}: {error}") from None
             causation, correlation = metadata.get(CAUSATION_ID), metadata.get(CORRELATION_ID)
-            return cls(event_id=event_id, causation_id=None if causation is None else UUID(causation),
-                       correlation_id=None if correlation is None else UUID(correlation), **values)
+            values["event_id"] = event_id
+            values["causation_id"] = None if causation is None else _cached_uuid(causation)
+            values["correlation_id"] = event_id if correlation is None else _cached_uuid(correlation)
+            # The parsers have type-checked every field: build the frozen object without
+            # re-checking, then apply the class's own rules.
+            event = object.__new__(cls)
+            event.__dict__.update(values)
+            event.validate()
+            return event
         except UndecodableEvent:
             raise
         except (ValueError, TypeError, InvalidArgument) as error:
