@@ -182,11 +182,13 @@ class OrderRequested(DomainEvent):
 @TRADING_EVENTS.register
 @dataclass(frozen=True, kw_only=True)
 class OrderDenied(DomainEvent):
-    """The local pre-trade risk check refused the order (terminal). ``reason_codes`` are machine-readable."""
+    """The local pre-trade risk check refused the order (terminal). ``reason_codes`` are machine-readable;
+    ``risk_config_hash`` names the risk configuration that decided."""
 
     order_id: str
     reason_codes: tuple[str, ...]
     detail: str = ""
+    risk_config_hash: str | None = None
 
     def validate(self) -> None:
         _require_code(self, "order_id", self.order_id)
@@ -199,9 +201,10 @@ class OrderDenied(DomainEvent):
 @TRADING_EVENTS.register
 @dataclass(frozen=True, kw_only=True)
 class OrderSubmitted(DomainEvent):
-    """The order passed the risk check and was sent to the venue."""
+    """The order passed the risk check (under ``risk_config_hash``) and was sent to the venue."""
 
     order_id: str
+    risk_config_hash: str | None = None
 
     def validate(self) -> None:
         _require_code(self, "order_id", self.order_id)
