@@ -184,6 +184,7 @@ class EventBus:
             self._dispatching.active = True
             try:
                 stopped: set[str] = set()
+                readable = wait_for is None
                 while True:
                     progressed = False
                     for subscription in self._subscriptions:
@@ -191,8 +192,11 @@ class EventBus:
                             progressed |= self._drain(subscription, report, stopped)
                     if progressed:
                         continue
-                    if wait_for is None or self.store.is_readable(wait_for):
+                    if readable:
                         break
+                    if self.store.is_readable(wait_for):
+                        readable = True  # it may have become readable after the last read: one more pass
+                        continue
                     # Our events are committed but an older transaction elsewhere still
                     # hides them from read_all: wait for it, briefly.
                     if time.monotonic() >= deadline:
