@@ -1,18 +1,35 @@
-"""A short, printed tour of the event store: the main job until `finam demo` exists.
+"""A short, printed tour of the event store and the engine: the main job until `finam demo` exists.
 
-Each run uses a new stream ``walkthrough-N`` with ids derived from the stream
-name, so every step's outcome is the same on every run and machine.
+Each run uses new streams ``walkthrough-N`` and ``portfolio-walkthrough-N``
+with ids derived from the stream name, so every step's outcome is the same on
+every run and machine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from uuid import NAMESPACE_URL, uuid5
 
+from .bus import Append, EventBus
+from .contract import RecordedEvent
 from .database import create_pool
 from .errors import EventIdConflict, InvalidArgument, WrongExpectedVersion
+from .events import (
+    CashDeposited,
+    InstrumentRegistered,
+    MarkPriceUpdated,
+    OrderFilled,
+    OrderRequested,
+    OrderSubmitted,
+    PortfolioOpened,
+    Side,
+    StrategySignalEvent,
+)
 from .persistence import NewEvent, Snapshot
-from .postgres import PostgresEventStore, PostgresSnapshotStore
+from .postgres import PostgresCheckpointStore, PostgresEventStore, PostgresSnapshotStore
+from .repository import PORTFOLIO_CATEGORY, PortfolioRepository, SnapshotEveryN
 
 
 def run(dsn: str, say: Callable[[str], None] = print) -> str:
@@ -82,4 +99,72 @@ def run(dsn: str, say: Callable[[str], None] = print) -> str:
             position = page[-1].position
         say(f"10. read_all, pages of 500 from position 0 -> {seen} events in the store, {mine} of them in "
             f"{stream!r}; resume after position {position}")
-        return stream
+    engine_tour(dsn, f"{PORTFOLIO_CATEGORY}-{stream}", say)
+    return stream
+
+
+def order_desk(recorded: RecordedEvent):
+    """Signal -> order request -> filled at the signal's limit price (a toy venue; ids derived from the signal)."""
+    signal = recorded.event
+    if not isinstance(signal, StrategySignalEvent):
+        return None
+    order_id = f"O-{signal.event_id}"
+    order = OrderRequested.derived_from(signal, "order", order_id=order_id, instrument=signal.instrument,
+                                        side=signal.side, quantity=signal.quantity, limit_price=signal.limit_price)
+    return Append(recorded.stream, [
+        order,
+        OrderSubmitted.derived_from(order, "submit", order_id=order_id),
+        OrderFilled.derived_from(order, "fill", order_id=order_id, fill_id="F-1", quantity=signal.quantity,
+                                 price=signal.limit_price, fee=Decimal("1.00"), fee_currency="USD"),
+    ])
+
+
+def engine_tour(dsn: str, stream: str, say: Callable[[str], None]) -> None:
+    """EventBus.publish -> handlers after the commit -> PortfolioState; then a restart rebuilds the same hash."""
+    start = datetime(2026, 11, 24, 14, 30, tzinfo=UTC)
+
+    def ids(label: str, minutes: int) -> dict:
+        return {"event_id": uuid5(NAMESPACE_URL, f"finam:{stream}/{label}"),
+                "occurred_at": start + timedelta(minutes=minutes)}
+
+    with create_pool(dsn, max_size=2) as pool:
+        store = PostgresEventStore(pool)
+        repository = PortfolioRepository(store, PostgresSnapshotStore(pool))
+        bus = EventBus(store, PostgresCheckpointStore(pool))
+        bus.subscribe("walkthrough-order-desk", order_desk, category=PORTFOLIO_CATEGORY)
+        bus.subscribe("walkthrough-snapshots", SnapshotEveryN(repository, every=5), category=PORTFOLIO_CATEGORY)
+        bus.catch_up()
+        handled: dict[str, int] = {}
+        say(f"11. EventBus.publish to {stream!r}: handlers run after each commit")
+        reports = [bus.publish(stream, [
+            PortfolioOpened(base_currency="USD", **ids("opened", 0)),
+            CashDeposited(currency="USD", amount=Decimal("100000.00"), **ids("deposit", 0)),
+            InstrumentRegistered(instrument="AAPL", asset_class="equity", currency="USD", **ids("aapl", 0)),
+        ], expected_version=0).dispatch]
+        for minute, (side, quantity, price) in enumerate(
+                [(Side.BUY, "100", "189.25"), (Side.BUY, "50", "190.10"), (Side.SELL, "120", "192.40")], 1):
+            reports.append(bus.publish(stream, StrategySignalEvent(
+                strategy="walkthrough", instrument="AAPL", side=side, quantity=Decimal(quantity),
+                limit_price=Decimal(price), **ids(f"signal-{minute}", minute))).dispatch)
+        reports.append(bus.publish(stream, MarkPriceUpdated(instrument="AAPL", price=Decimal("191.00"),
+                                                             **ids("mark", 5))).dispatch)
+        for report in reports:
+            for name, count in report.handled.items():
+                handled[name] = handled.get(name, 0) + count
+        say(f"    events handled: {handled}; failures: {sum(len(r.failures) for r in reports)}")
+        say("    stream: " + ", ".join(e.type for e in store.read_stream(stream)))
+        state = repository.load(stream, use_snapshot=False)
+        position = state.positions["AAPL"]
+        value = state.valuation()
+        say(f"12. PortfolioState at version {state.version}: AAPL {position.quantity} @ avg "
+            f"{position.average_price.quantize(Decimal('0.0001'))}, realized {position.realized_pnl.quantize(Decimal('0.01'))}, "
+            f"cash {value.cash.quantize(Decimal('0.01'))}, fees {value.fees}, equity {value.equity.quantize(Decimal('0.01'))}")
+        say(f"    state_hash {state.state_hash()}")
+    with create_pool(dsn, max_size=2) as pool:  # a restart: nothing kept in memory
+        store = PostgresEventStore(pool)
+        repository = PortfolioRepository(store, PostgresSnapshotStore(pool))
+        snapshot = repository.snapshots.load(stream)
+        rebuilt = repository.load(stream)
+        say(f"13. restart: snapshot at version {snapshot.version if snapshot else None} + "
+            f"{rebuilt.version - (snapshot.version if snapshot else 0)} events -> state_hash {rebuilt.state_hash()}, "
+            f"identical: {rebuilt.state_hash() == state.state_hash()}")

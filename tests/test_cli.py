@@ -126,7 +126,29 @@ def test_walkthrough_runs_twice_on_new_streams(blank_dsn, tmp_path):
             "SELECT stream, version FROM finam.streams WHERE category = 'walkthrough' ORDER BY stream"
         ).fetchall()
         assert rows == [("walkthrough-1", 3), ("walkthrough-2", 3)]
-        assert conn.execute("SELECT count(*) FROM finam.snapshots").fetchone()[0] == 2
+        snapshots = conn.execute("SELECT stream, version FROM finam.snapshots ORDER BY stream").fetchall()
+        assert snapshots == [("portfolio-walkthrough-1", 15), ("portfolio-walkthrough-2", 15),
+                             ("walkthrough-1", 3), ("walkthrough-2", 3)]
+        heads = conn.execute("SELECT stream, version FROM finam.streams WHERE category = 'portfolio' "
+                             "ORDER BY stream").fetchall()
+        assert heads == [("portfolio-walkthrough-1", 16), ("portfolio-walkthrough-2", 16)]
+
+
+def test_walkthrough_engine_tour_rebuilds_the_same_hash_on_every_run(blank_dsn, tmp_path):
+    runs = [ok(run_finam("walkthrough", dsn=blank_dsn, cwd=tmp_path)).stdout for _ in range(2)]
+    hashes = []
+    for out in runs:
+        assert re.search(r"events handled: \{'walkthrough-order-desk': 16, 'walkthrough-snapshots': 16\}; "
+                         r"failures: 0", out), out
+        # hand-computed: buy 100 @ 189.25 and 50 @ 190.10 -> avg 28430/150; sell 120 @ 192.40 -> realized 344.00;
+        # cash 100000 - 18925 - 9505 + 23088 - 3 fees = 94655; equity 94655 + 30 x 191.00 = 100385
+        assert "AAPL 30 @ avg 189.5333, realized 344.00, cash 94655.00, fees 3, equity 100385.00" in out
+        folded = re.search(r"state_hash ([0-9a-f]{64})\n", out).group(1)
+        rebuilt = re.search(r"restart: snapshot at version 15 \+ 1 events -> state_hash ([0-9a-f]{64}), "
+                            r"identical: True", out).group(1)
+        assert folded == rebuilt
+        hashes.append(folded)
+    assert hashes[0] == hashes[1]  # the same facts in two streams: the same state
 
 
 # --------------------------------------------------------------------------- embedded PostgreSQL
