@@ -233,8 +233,12 @@ class PortfolioState:
     def _on_instrument(self, event: InstrumentRegistered) -> None:
         known = self.instruments.get(event.instrument)
         new = Instrument(event.asset_class, event.currency, event.multiplier)
-        if known is not None and known != new and self.positions.get(event.instrument, Position()).quantity != 0:
+        position = self.positions.get(event.instrument, Position())
+        if known is not None and known != new and position.quantity != 0:
             self._refuse(event, f"{event.instrument} has an open position: its terms cannot change")
+        if known is not None and known.currency != new.currency and position.realized_pnl != 0:
+            # realized_pnl is in the instrument's currency: a new currency would relabel it
+            self._refuse(event, f"{event.instrument} has realized PnL in {known.currency}: its currency cannot change")
         self.instruments[event.instrument] = new
 
     def _on_deposit(self, event: CashDeposited) -> None:
