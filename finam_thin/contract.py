@@ -15,7 +15,7 @@ Pure domain code: nothing here touches the database or reads the clock.
   first event of the chain (an originating event correlates with itself).
 - Encoding is canonical: payload keys sorted, ``Decimal`` as plain strings
   without exponent or trailing fractional zeros, timestamps ISO-8601 UTC with
-  microseconds and ``Z``, enums by value, tuples as lists. Decoding a stored row
+  microseconds and ``Z``, dates ISO-8601, enums by value, tuples as lists. Decoding a stored row
   gives back an equal object.
 - An ``EventRegistry`` maps stored ``type`` names to classes. An unknown type,
   or a payload that does not fit its class, raises ``UndecodableEvent`` naming
@@ -36,7 +36,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4, uuid5
@@ -98,6 +98,8 @@ def canonical_value(value: Any) -> Any:
         return canonical_decimal(value)
     if isinstance(value, datetime):
         return canonical_time(value)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, UUID):
         return str(value)
     if isinstance(value, (tuple, list)):
@@ -137,6 +139,12 @@ def _check_datetime(value: Any) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
+def _check_date(value: Any) -> date:
+    if value.__class__ is not date:
+        raise ValueError(f"expected a date, got {value!r}")
+    return value
+
+
 def _check_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"expected an int, got {value!r}")
@@ -170,6 +178,12 @@ def _parse_datetime(raw: Any) -> datetime:
     if value.tzinfo is None:
         raise ValueError(f"{raw!r} has no timezone")
     return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _parse_date(raw: Any) -> date:
+    if raw.__class__ is not str:
+        raise ValueError(f"expected an ISO-8601 date string, got {raw!r}")
+    return date.fromisoformat(raw)
 
 
 def _parse_uuid(raw: Any) -> UUID:
@@ -208,7 +222,7 @@ def compile_checker(annotation: Any) -> Convert:
         if ellipsis is not Ellipsis:
             raise TypeError(f"unsupported field type {annotation!r}: use tuple[X, ...]")
         return _tuple_of(compile_checker(item_type), tuple)
-    simple = {Decimal: _check_decimal, datetime: _check_datetime, int: _check_int}.get(annotation)
+    simple = {Decimal: _check_decimal, datetime: _check_datetime, date: _check_date, int: _check_int}.get(annotation)
     if simple is not None:
         return simple
     if annotation in (str, bool, UUID) or (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
@@ -223,7 +237,7 @@ def compile_parser(annotation: Any) -> Convert:
         return _optional(compile_parser(inner))
     if typing.get_origin(annotation) is tuple:
         return _tuple_of(compile_parser(typing.get_args(annotation)[0]), list)
-    parser = {Decimal: _parse_decimal, datetime: _parse_datetime, UUID: _parse_uuid}.get(annotation)
+    parser = {Decimal: _parse_decimal, datetime: _parse_datetime, date: _parse_date, UUID: _parse_uuid}.get(annotation)
     if parser is not None:
         return parser
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
@@ -251,7 +265,7 @@ class DomainEvent:
 
     Subclasses are frozen keyword-only dataclasses whose fields (other than the
     envelope: ``event_id``, ``causation_id``, ``correlation_id``) form the
-    payload. Field types: Decimal, str, int, bool, UUID, datetime, str-valued
+    payload. Field types: Decimal, str, int, bool, UUID, datetime, date, str-valued
     enums, ``tuple[X, ...]`` and ``X | None``. Override ``validate()`` for
     domain rules; it raises InvalidArgument (FC003).
     """

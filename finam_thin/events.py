@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import date
 from decimal import Decimal
 
 from .contract import DomainEvent, EventRegistry
@@ -76,18 +77,21 @@ class PortfolioOpened(DomainEvent):
 @TRADING_EVENTS.register
 @dataclass(frozen=True, kw_only=True)
 class InstrumentRegistered(DomainEvent):
-    """The portfolio may trade ``instrument``: priced in ``currency``, one unit = ``multiplier`` units of price."""
+    """The portfolio may trade ``instrument``: priced in ``currency``, one unit = ``multiplier`` units of price,
+    traded in whole multiples of ``lot_size`` units."""
 
     instrument: str
     asset_class: str
     currency: str
     multiplier: Decimal = Decimal(1)
+    lot_size: Decimal = Decimal(1)
 
     def validate(self) -> None:
         _require_code(self, "instrument", self.instrument)
         _require_code(self, "asset_class", self.asset_class)
         _require_currency(self, "currency", self.currency)
         _require_positive(self, "multiplier", self.multiplier)
+        _require_positive(self, "lot_size", self.lot_size)
 
 
 @TRADING_EVENTS.register
@@ -147,24 +151,37 @@ class MarkPriceUpdated(DomainEvent):
 @dataclass(frozen=True, kw_only=True)
 class StrategySignalEvent(DomainEvent):
     """A strategy wants to trade (the seed's entry point). It changes no state by itself:
-    the trading engine reacts with ``OrderRequested``."""
+    the trading engine reacts with ``OrderRequested`` and a risk decision.
+
+    Either ``quantity`` asks a fixed size, or ``stop_price`` lets the risk engine size the
+    order (fixed fraction of equity risked against the stop distance). ``reference_price``
+    is the price the strategy saw (used for sizing and paper fills when there is no
+    limit). ``emergency_exit`` marks an order that only reduces risk and may pass a HALT.
+    """
 
     strategy: str
     instrument: str
     side: Side
-    quantity: Decimal
+    quantity: Decimal | None = None
     limit_price: Decimal | None = None
+    reference_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    emergency_exit: bool = False
 
     def validate(self) -> None:
         _require_code(self, "strategy", self.strategy)
         _require_code(self, "instrument", self.instrument)
-        _require_positive(self, "quantity", self.quantity)
+        if self.quantity is None and self.stop_price is None:
+            raise InvalidArgument("invalid argument: StrategySignalEvent needs a quantity or a stop_price to size by")
+        if self.quantity is not None:
+            _require_positive(self, "quantity", self.quantity)
 
 
 @TRADING_EVENTS.register
 @dataclass(frozen=True, kw_only=True)
 class OrderRequested(DomainEvent):
-    """An order was created (not yet risk-checked): ``quantity`` of ``instrument`` on ``side``."""
+    """An order was created (not yet risk-checked): ``quantity`` of ``instrument`` on ``side``.
+    ``reference_price`` is the price it was sized at; ``emergency_exit`` as on the signal."""
 
     order_id: str
     instrument: str
@@ -172,6 +189,8 @@ class OrderRequested(DomainEvent):
     quantity: Decimal
     limit_price: Decimal | None = None
     strategy: str | None = None
+    reference_price: Decimal | None = None
+    emergency_exit: bool = False
 
     def validate(self) -> None:
         _require_code(self, "order_id", self.order_id)
@@ -279,3 +298,60 @@ class OrderCancelled(DomainEvent):
     def validate(self) -> None:
         _require_code(self, "order_id", self.order_id)
         _require_code(self, "reason", self.reason)
+
+
+# -- trading state, the trading day, correlation clusters -----------------------------
+
+class TradingState(str, enum.Enum):
+    """What new orders may do: ACTIVE (anything the limits allow), REDUCING (only orders that
+    reduce exposure: the daily loss cap was hit), HALTED (manual kill switch: nothing but cancels
+    and orders flagged as emergency exits)."""
+
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class TradingStateChanged(DomainEvent):
+    """The portfolio's trading state is now ``state``, for ``reason`` (a machine-readable code)."""
+
+    state: TradingState
+    reason: str
+
+    def validate(self) -> None:
+        _require_code(self, "reason", self.reason)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class TradingDayStarted(DomainEvent):
+    """A new trading day: the daily loss is measured from ``baseline_equity`` (base currency, equity
+    including unrealized PnL, after fees, at the day boundary). A REDUCING state latched by the
+    previous day's loss cap returns to ACTIVE; HALTED stays."""
+
+    trading_day: date
+    baseline_equity: Decimal
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class ClusterMapPublished(DomainEvent):
+    """Version ``map_version`` of the correlation clusters: ``instruments[i]`` belongs to ``clusters[i]``.
+    Computed offline from price history; the risk engine caps gross exposure per cluster."""
+
+    map_version: int
+    instruments: tuple[str, ...]
+    clusters: tuple[str, ...]
+
+    def validate(self) -> None:
+        if self.map_version < 1:
+            raise InvalidArgument("invalid argument: ClusterMapPublished.map_version must be at least 1")
+        if len(self.instruments) != len(self.clusters):
+            raise InvalidArgument("invalid argument: ClusterMapPublished needs one cluster per instrument")
+        if len(set(self.instruments)) != len(self.instruments):
+            raise InvalidArgument("invalid argument: ClusterMapPublished lists an instrument twice")
+        for instrument, cluster in zip(self.instruments, self.clusters):
+            _require_code(self, "instruments", instrument)
+            _require_code(self, "clusters", cluster)

@@ -28,6 +28,12 @@ mark arrives. Amounts convert to the base currency at the last ``FxRateUpdated``
 rate (1 for the base currency itself); a currency without a rate makes the
 valuation raise ``MissingFxRate``.
 
+Risk state, folded from events too: the trading state (``TradingStateChanged``;
+``TradingDayStarted`` ends a REDUCING latch), the trading day and its baseline
+equity (``TradingDayStarted``), the published correlation clusters
+(``ClusterMapPublished``, versions strictly increasing), and the times of the
+last ``RECENT_ORDERS_KEPT`` order requests per instrument (for order-rate limits).
+
 Events that break the state machine (a fill for an unknown order, a first
 event that is not ``PortfolioOpened``, …) raise ``InvalidTransition`` naming the
 event: a stream is never folded past something it cannot account for.
@@ -39,10 +45,11 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from typing import Any
 
-from .contract import DomainEvent, RecordedEvent, canonical_decimal
+from .contract import DomainEvent, RecordedEvent, canonical_decimal, canonical_time
 from .errors import FinamError
 from .events import (
     CashDeposited,
@@ -58,9 +65,13 @@ from .events import (
     OrderRejected,
     OrderRequested,
     OrderSubmitted,
+    ClusterMapPublished,
     PortfolioOpened,
     Side,
     StrategySignalEvent,
+    TradingDayStarted,
+    TradingState,
+    TradingStateChanged,
     _OrderFill,
 )
 
@@ -72,6 +83,9 @@ FOLD_CONTEXT = Context(prec=34, rounding=ROUND_HALF_EVEN, Emin=-999999, Emax=999
                        traps=[InvalidOperation, DivisionByZero, Overflow], flags=[])
 
 ZERO = Decimal(0)
+
+#: How many OrderRequested times per instrument the state keeps (for order-rate limits).
+RECENT_ORDERS_KEPT = 50
 
 
 class InvalidTransition(FinamError):
@@ -104,6 +118,7 @@ class Instrument:
     asset_class: str
     currency: str
     multiplier: Decimal
+    lot_size: Decimal = Decimal(1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +142,8 @@ class OpenOrder:
     limit_price: Decimal | None
     status: str  # requested | submitted | accepted | partially_filled
     filled_quantity: Decimal = ZERO
+    reference_price: Decimal | None = None
+    emergency_exit: bool = False
 
     @property
     def remaining(self) -> Decimal:
@@ -188,6 +205,12 @@ class PortfolioState:
         self.marks: dict[str, Decimal] = {}
         self.fx_rates: dict[str, Decimal] = {}
         self.open_orders: dict[str, OpenOrder] = {}
+        self.trading_state = TradingState.ACTIVE
+        self.trading_day: date | None = None
+        self.baseline_equity: Decimal | None = None
+        self.cluster_map_version = 0
+        self.clusters: dict[str, str] = {}
+        self.recent_orders: dict[str, tuple[datetime, ...]] = {}
 
     # -- folding ----------------------------------------------------------------
 
@@ -232,7 +255,7 @@ class PortfolioState:
 
     def _on_instrument(self, event: InstrumentRegistered) -> None:
         known = self.instruments.get(event.instrument)
-        new = Instrument(event.asset_class, event.currency, event.multiplier)
+        new = Instrument(event.asset_class, event.currency, event.multiplier, event.lot_size)
         position = self.positions.get(event.instrument, Position())
         if known is not None and known != new and position.quantity != 0:
             self._refuse(event, f"{event.instrument} has an open position: its terms cannot change")
@@ -266,7 +289,11 @@ class PortfolioState:
         if event.order_id in self.open_orders:
             self._refuse(event, f"order {event.order_id!r} is already open")
         self.open_orders[event.order_id] = OpenOrder(event.instrument, event.side, event.quantity,
-                                                     event.limit_price, "requested")
+                                                     event.limit_price, "requested",
+                                                     reference_price=event.reference_price,
+                                                     emergency_exit=event.emergency_exit)
+        recent = self.recent_orders.get(event.instrument, ()) + (event.occurred_at,)
+        self.recent_orders[event.instrument] = recent[-RECENT_ORDERS_KEPT:]
 
     def _order(self, event: DomainEvent, order_id: str, allowed: tuple[str, ...]) -> OpenOrder:
         order = self.open_orders.get(order_id)
@@ -323,6 +350,23 @@ class PortfolioState:
             del self.open_orders[event.order_id]
         else:
             self.open_orders[event.order_id] = replace(order, status="partially_filled", filled_quantity=filled)
+
+    def _on_trading_state(self, event: TradingStateChanged) -> None:
+        self.trading_state = event.state
+
+    def _on_trading_day(self, event: TradingDayStarted) -> None:
+        if self.trading_day is not None and event.trading_day <= self.trading_day:
+            self._refuse(event, f"trading day {event.trading_day} does not follow {self.trading_day}")
+        self.trading_day = event.trading_day
+        self.baseline_equity = event.baseline_equity
+        if self.trading_state is TradingState.REDUCING:  # the loss-cap latch ends with the day
+            self.trading_state = TradingState.ACTIVE
+
+    def _on_cluster_map(self, event: ClusterMapPublished) -> None:
+        if event.map_version <= self.cluster_map_version:
+            self._refuse(event, f"cluster map version {event.map_version} does not follow {self.cluster_map_version}")
+        self.cluster_map_version = event.map_version
+        self.clusters = dict(zip(event.instruments, event.clusters))
 
     # -- valuation (derived; not part of the state or its hash) -----------------------
 
@@ -391,20 +435,30 @@ class PortfolioState:
         d = canonical_decimal
         return {
             "base_currency": self.base_currency,
+            "baseline_equity": None if self.baseline_equity is None else d(self.baseline_equity),
             "cash": {c: d(a) for c, a in sorted(self.cash.items())},
+            "cluster_map_version": self.cluster_map_version,
+            "clusters": dict(sorted(self.clusters.items())),
             "fees": {c: d(a) for c, a in sorted(self.fees.items())},
             "fx_rates": {c: d(r) for c, r in sorted(self.fx_rates.items())},
             "instruments": {name: {"asset_class": i.asset_class, "currency": i.currency,
-                                   "multiplier": d(i.multiplier)}
+                                   "lot_size": d(i.lot_size), "multiplier": d(i.multiplier)}
                             for name, i in sorted(self.instruments.items())},
             "marks": {name: d(p) for name, p in sorted(self.marks.items())},
-            "open_orders": {oid: {"filled_quantity": d(o.filled_quantity), "instrument": o.instrument,
+            "open_orders": {oid: {"emergency_exit": o.emergency_exit, "filled_quantity": d(o.filled_quantity),
+                                  "instrument": o.instrument,
                                   "limit_price": None if o.limit_price is None else d(o.limit_price),
-                                  "quantity": d(o.quantity), "side": o.side.value, "status": o.status}
+                                  "quantity": d(o.quantity),
+                                  "reference_price": None if o.reference_price is None else d(o.reference_price),
+                                  "side": o.side.value, "status": o.status}
                             for oid, o in sorted(self.open_orders.items())},
             "positions": {name: {"average_price": d(p.average_price), "last_price": d(p.last_price),
                                  "quantity": d(p.quantity), "realized_pnl": d(p.realized_pnl)}
                           for name, p in sorted(self.positions.items())},
+            "recent_orders": {name: [canonical_time(t) for t in times]
+                              for name, times in sorted(self.recent_orders.items())},
+            "trading_day": None if self.trading_day is None else self.trading_day.isoformat(),
+            "trading_state": self.trading_state.value,
             "version": self.version,
         }
 
@@ -418,16 +472,25 @@ class PortfolioState:
         self.cash = {c: D(a) for c, a in state["cash"].items()}
         self.fees = {c: D(a) for c, a in state["fees"].items()}
         self.fx_rates = {c: D(r) for c, r in state["fx_rates"].items()}
-        self.instruments = {name: Instrument(i["asset_class"], i["currency"], D(i["multiplier"]))
+        self.instruments = {name: Instrument(i["asset_class"], i["currency"], D(i["multiplier"]), D(i["lot_size"]))
                             for name, i in state["instruments"].items()}
         self.marks = {name: D(p) for name, p in state["marks"].items()}
         self.open_orders = {oid: OpenOrder(o["instrument"], Side(o["side"]), D(o["quantity"]),
                                            None if o["limit_price"] is None else D(o["limit_price"]),
-                                           o["status"], D(o["filled_quantity"]))
+                                           o["status"], D(o["filled_quantity"]),
+                                           None if o["reference_price"] is None else D(o["reference_price"]),
+                                           bool(o["emergency_exit"]))
                             for oid, o in state["open_orders"].items()}
         self.positions = {name: Position(D(p["quantity"]), D(p["average_price"]), D(p["realized_pnl"]),
                                          D(p["last_price"]))
                           for name, p in state["positions"].items()}
+        self.trading_state = TradingState(state["trading_state"])
+        self.trading_day = None if state["trading_day"] is None else date.fromisoformat(state["trading_day"])
+        self.baseline_equity = None if state["baseline_equity"] is None else D(state["baseline_equity"])
+        self.cluster_map_version = int(state["cluster_map_version"])
+        self.clusters = dict(state["clusters"])
+        self.recent_orders = {name: tuple(datetime.fromisoformat(t) for t in times)
+                              for name, times in state["recent_orders"].items()}
         return self
 
     def state_hash(self) -> str:
@@ -478,4 +541,7 @@ _HANDLERS = {
     OrderCancelled: PortfolioState._on_cancelled,
     OrderPartiallyFilled: PortfolioState._on_fill,
     OrderFilled: PortfolioState._on_fill,
+    TradingStateChanged: PortfolioState._on_trading_state,
+    TradingDayStarted: PortfolioState._on_trading_day,
+    ClusterMapPublished: PortfolioState._on_cluster_map,
 }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from uuid import UUID, uuid4, uuid5
 
@@ -28,6 +28,7 @@ from finam_thin.events import (
     InstrumentRegistered,
     MarkPriceUpdated,
     OrderAccepted,
+    ClusterMapPublished,
     OrderCancelled,
     OrderDenied,
     OrderFilled,
@@ -38,6 +39,9 @@ from finam_thin.events import (
     PortfolioOpened,
     Side,
     StrategySignalEvent,
+    TradingDayStarted,
+    TradingState,
+    TradingStateChanged,
 )
 
 T0 = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -67,6 +71,11 @@ def one_of_each() -> list[DomainEvent]:
                              price=Decimal("187.20"), fee=Decimal("0.35"), fee_currency="USD"),
         OrderFilled(occurred_at=T0, order_id="O-1", fill_id="F-2", quantity=Decimal("6.5"), price=Decimal("187.25")),
         OrderCancelled(occurred_at=T0, order_id="O-4", reason="user"),
+        StrategySignalEvent(occurred_at=T0, strategy="breakout", instrument="SX5E-C", side=Side.SELL,
+                            reference_price=Decimal("12.5"), stop_price=Decimal("14"), emergency_exit=True),
+        TradingStateChanged(occurred_at=T0, state=TradingState.REDUCING, reason="DAILY_LOSS_CAP"),
+        TradingDayStarted(occurred_at=T0, trading_day=date(2026, 11, 24), baseline_equity=Decimal("99875.5")),
+        ClusterMapPublished(occurred_at=T0, map_version=1, instruments=("AAPL", "SX5E-C"), clusters=("c1", "c2")),
     ]
 
 
@@ -135,6 +144,13 @@ def test_rerunning_a_handler_re_appends_the_same_ids_as_an_idempotent_no_op(stor
                          fee=Decimal("0.1")), "fee_currency is required"),
     (lambda: InstrumentRegistered(occurred_at=T0, instrument="X", asset_class="equity", currency="USD",
                                   multiplier=Decimal(0)), "multiplier must be positive"),
+    (lambda: StrategySignalEvent(occurred_at=T0, strategy="s", instrument="X", side=Side.BUY),
+     "needs a quantity or a stop_price"),
+    (lambda: TradingDayStarted(occurred_at=T0, trading_day=T0, baseline_equity=Decimal(1)), "expected a date"),
+    (lambda: ClusterMapPublished(occurred_at=T0, map_version=1, instruments=("A", "B"), clusters=("c",)),
+     "one cluster per instrument"),
+    (lambda: ClusterMapPublished(occurred_at=T0, map_version=1, instruments=("A", "A"), clusters=("c", "d")),
+     "an instrument twice"),
 ])
 def test_an_event_that_breaks_its_rules_cannot_be_built(build, fragment):
     with pytest.raises(InvalidArgument) as info:

@@ -676,8 +676,9 @@ def test_snapshot_round_trip():
     assert json.dumps(snapshot) == json.dumps(snapshot, sort_keys=True)
     assert snapshot["version"] == state.version == len(fixed_sequence())
     assert snapshot["positions"]["AAPL"]["average_price"] == "1.666666666666666666666666666666667"
-    assert snapshot["open_orders"]["o5"] == {"filled_quantity": "1", "instrument": "SX5E-C", "limit_price": None,
-                                             "quantity": "3", "side": "buy", "status": "partially_filled"}
+    assert snapshot["open_orders"]["o5"] == {"emergency_exit": False, "filled_quantity": "1", "instrument": "SX5E-C",
+                                             "limit_price": None, "quantity": "3", "reference_price": None,
+                                             "side": "buy", "status": "partially_filled"}
 
     restored = PortfolioState.from_snapshot(snapshot)
     assert restored == state
