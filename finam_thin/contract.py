@@ -323,6 +323,7 @@ class DomainEvent:
 
 
 _FIELD_CODECS: dict[type, tuple[FieldCodec, ...]] = {}
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
 
 
 def _field_codecs(cls: type[DomainEvent]) -> tuple[FieldCodec, ...]:
@@ -333,6 +334,7 @@ def _field_codecs(cls: type[DomainEvent]) -> tuple[FieldCodec, ...]:
         names = sorted(f.name for f in dataclasses.fields(cls) if f.name not in ENVELOPE_FIELDS)
         codecs = tuple(FieldCodec(name, compile_checker(hints[name]), compile_parser(hints[name])) for name in names)
         _FIELD_CODECS[cls] = codecs
+        _FIELD_NAMES[cls] = frozenset(names)
     return codecs
 
 
@@ -411,8 +413,8 @@ class EventRegistry:
             current = stored_version.__class__ is int and stored_version == cls.schema_version
             body = payload if current else self._upcast(cls, dict(payload), stored_version)
             codecs = _field_codecs(cls)
-            if len(body) != len(codecs) or any(codec.name not in body for codec in codecs):
-                expected = {codec.name for codec in codecs}
+            if body.keys() != _FIELD_NAMES[cls]:
+                expected = _FIELD_NAMES[cls]
                 missing, extra = sorted(expected - body.keys()), sorted(body.keys() - expected)
                 raise ValueError(f"payload does not fit: missing {missing}, unexpected {extra}")
             values = {}

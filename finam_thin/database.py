@@ -95,9 +95,12 @@ def resolve_dsn(announce: Callable[[str], None] = print) -> str:
     return ensure_database(_embedded_server.get_uri(), EMBEDDED_DATABASE)
 
 
+_JSON_DECODER = json.JSONDecoder(parse_float=Decimal)  # one decoder: json.loads(..., parse_float=) builds one per call
+
+
 def json_loads(text: str | bytes):
     """JSON decoding for the store: numbers with a fraction become Decimal, never float."""
-    return json.loads(text, parse_float=Decimal)
+    return _JSON_DECODER.decode(text.decode() if isinstance(text, (bytes, bytearray, memoryview)) else text)
 
 
 def configure_connection(connection: psycopg.Connection) -> None:

@@ -6,6 +6,8 @@ portfolio. The order events map one-to-one to the order state machine
 (NautilusTrader's naming: a local risk refusal is ``OrderDenied``, a venue's is
 ``OrderRejected``)::
 
+    StrategySignalEvent ──► SignalDenied                             (could not be sized: no order)
+          └───────────► OrderRequested (+ the risk decision in the same append)
     OrderRequested ──► OrderDenied                                   (pre-trade risk said no: terminal)
           └──────────► OrderSubmitted ──► OrderRejected             (the venue said no: terminal)
                              ├──────────► OrderAccepted
@@ -22,6 +24,7 @@ import enum
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from uuid import UUID
 
 from .contract import DomainEvent, EventRegistry
 from .errors import InvalidArgument
@@ -175,6 +178,24 @@ class StrategySignalEvent(DomainEvent):
             raise InvalidArgument("invalid argument: StrategySignalEvent needs a quantity or a stop_price to size by")
         if self.quantity is not None:
             _require_positive(self, "quantity", self.quantity)
+
+
+@TRADING_EVENTS.register
+@dataclass(frozen=True, kw_only=True)
+class SignalDenied(DomainEvent):
+    """A signal could not become an order (e.g. no price to size it by, or it sizes to zero lots).
+    No order exists, so nothing else changes; ``reason_codes`` are machine-readable."""
+
+    signal_id: UUID
+    reason_codes: tuple[str, ...]
+    detail: str = ""
+    risk_config_hash: str | None = None
+
+    def validate(self) -> None:
+        if not self.reason_codes:
+            raise InvalidArgument("invalid argument: SignalDenied.reason_codes must name at least one reason")
+        for code in self.reason_codes:
+            _require_code(self, "reason_codes", code)
 
 
 @TRADING_EVENTS.register

@@ -44,7 +44,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from typing import Any
@@ -68,6 +68,7 @@ from .events import (
     ClusterMapPublished,
     PortfolioOpened,
     Side,
+    SignalDenied,
     StrategySignalEvent,
     TradingDayStarted,
     TradingState,
@@ -147,7 +148,14 @@ class OpenOrder:
 
     @property
     def remaining(self) -> Decimal:
-        return self.quantity - self.filled_quantity
+        with localcontext(FOLD_CONTEXT):
+            return self.quantity - self.filled_quantity
+
+    def with_status(self, status: str, filled_quantity: Decimal | None = None) -> OpenOrder:
+        """This order in ``status`` (and with ``filled_quantity``); a direct constructor call, cheaper than replace()."""
+        return OpenOrder(self.instrument, self.side, self.quantity, self.limit_price, status,
+                         self.filled_quantity if filled_quantity is None else filled_quantity,
+                         self.reference_price, self.emergency_exit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,8 +288,8 @@ class PortfolioState:
             self._refuse(event, f"unknown instrument {event.instrument!r}")
         self.marks[event.instrument] = event.price
 
-    def _on_signal(self, event: StrategySignalEvent) -> None:
-        """A signal is an intention: it changes nothing until an order is requested."""
+    def _on_signal(self, event: StrategySignalEvent | SignalDenied) -> None:
+        """A signal is an intention, and its refusal leaves nothing open: neither changes the state."""
 
     def _on_requested(self, event: OrderRequested) -> None:
         if event.instrument not in self.instruments:
@@ -309,7 +317,7 @@ class PortfolioState:
 
     def _on_submitted(self, event: OrderSubmitted) -> None:
         order = self._order(event, event.order_id, ("requested",))
-        self.open_orders[event.order_id] = replace(order, status="submitted")
+        self.open_orders[event.order_id] = order.with_status("submitted")
 
     def _on_rejected(self, event: OrderRejected) -> None:
         self._order(event, event.order_id, ("submitted",))
@@ -317,7 +325,7 @@ class PortfolioState:
 
     def _on_accepted(self, event: OrderAccepted) -> None:
         order = self._order(event, event.order_id, ("submitted",))
-        self.open_orders[event.order_id] = replace(order, status="accepted")
+        self.open_orders[event.order_id] = order.with_status("accepted")
 
     def _on_cancelled(self, event: OrderCancelled) -> None:
         self._order(event, event.order_id, ORDER_STATES_ACCEPTING_FILLS)
@@ -349,7 +357,7 @@ class PortfolioState:
         if completes:
             del self.open_orders[event.order_id]
         else:
-            self.open_orders[event.order_id] = replace(order, status="partially_filled", filled_quantity=filled)
+            self.open_orders[event.order_id] = order.with_status("partially_filled", filled)
 
     def _on_trading_state(self, event: TradingStateChanged) -> None:
         self.trading_state = event.state
@@ -533,6 +541,7 @@ _HANDLERS = {
     FxRateUpdated: PortfolioState._on_fx_rate,
     MarkPriceUpdated: PortfolioState._on_mark,
     StrategySignalEvent: PortfolioState._on_signal,
+    SignalDenied: PortfolioState._on_signal,
     OrderRequested: PortfolioState._on_requested,
     OrderDenied: PortfolioState._on_denied,
     OrderSubmitted: PortfolioState._on_submitted,

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from .errors import InvalidArgument, translated_errors
@@ -70,8 +70,10 @@ class PostgresEventStore:
 
     def _read(self, query: str, params: tuple, connection: psycopg.Connection | None) -> list[StoredEvent]:
         with _using(self.pool, connection) as conn:
-            with conn.cursor(row_factory=class_row(StoredEvent)) as cursor:
-                return cursor.execute(query, params).fetchall()
+            # tuples (whatever the caller's connection uses), then records: cheaper than a class_row factory
+            with conn.cursor(row_factory=tuple_row) as cursor:
+                rows = cursor.execute(query, params).fetchall()
+        return [StoredEvent(*row) for row in rows]
 
     def read_stream(self, stream: str, from_version: int = 1, max_count: int = 1000,
                     *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:

@@ -38,6 +38,7 @@ from finam_thin.events import (
     OrderSubmitted,
     PortfolioOpened,
     Side,
+    SignalDenied,
     StrategySignalEvent,
     TradingDayStarted,
     TradingState,
@@ -74,6 +75,8 @@ def one_of_each() -> list[DomainEvent]:
         StrategySignalEvent(occurred_at=T0, strategy="breakout", instrument="SX5E-C", side=Side.SELL,
                             reference_price=Decimal("12.5"), stop_price=Decimal("14"), emergency_exit=True),
         TradingStateChanged(occurred_at=T0, state=TradingState.REDUCING, reason="DAILY_LOSS_CAP"),
+        SignalDenied.derived_from(signal, "deny", signal_id=signal.event_id, reason_codes=("NO_PRICE",),
+                                  risk_config_hash="ab" * 32),
         TradingDayStarted(occurred_at=T0, trading_day=date(2026, 11, 24), baseline_equity=Decimal("99875.5")),
         ClusterMapPublished(occurred_at=T0, map_version=1, instruments=("AAPL", "SX5E-C"), clusters=("c1", "c2")),
     ]
