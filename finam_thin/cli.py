@@ -1,4 +1,4 @@
-"""The ``finam`` command: migrate the database, run the walkthrough, open psql.
+"""The ``finam`` command: migrate the database, run the demo or the walkthrough, open psql.
 
 The database is $POSTGRES_DSN, or the embedded PostgreSQL when it is unset
 (see finam_thin.database). Exit status: 0 on success, 1 on a Finam or
@@ -52,6 +52,22 @@ def cmd_walkthrough(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from .demo import run_demo
+
+    dsn = resolve_dsn(_announce)
+    migrations.apply(dsn)
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    result = run_demo(dsn, seed=args.seed, signals=args.signals, days=args.days, report_path=args.report,
+                      console=console)
+    if not result.identical:
+        print("error: the state rebuilt after the restart has a different hash", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_psql(args: argparse.Namespace) -> int:
     dsn = resolve_dsn(_announce)
     psql = shutil.which("psql") or _embedded_psql()
@@ -70,6 +86,13 @@ def _embedded_psql() -> str | None:
     return str(candidate) if candidate.exists() else None
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="finam",
@@ -86,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     walkthrough = commands.add_parser("walkthrough", help="migrate, then show appends, retries, conflicts and reads")
     walkthrough.set_defaults(handler=cmd_walkthrough)
+
+    demo = commands.add_parser("demo", help="migrate, then run a seeded multi-asset trading session, report it, "
+                                            "and rebuild it after a restart with the same state hash")
+    demo.add_argument("--seed", type=int, default=42, help="random seed of prices and signals (default 42)")
+    demo.add_argument("--signals", type=_positive, default=3000, help="strategy signals to publish (default 3000)")
+    demo.add_argument("--days", type=_positive, default=3, help="trading days (default 3)")
+    demo.add_argument("--report", default="finam-demo-report.html", metavar="PATH",
+                      help="where to write the HTML report (default ./finam-demo-report.html)")
+    demo.set_defaults(handler=cmd_demo)
 
     psql = commands.add_parser("psql", help="open psql on the database")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments passed to psql")
