@@ -361,11 +361,8 @@ class _Strategy:
 
     def _exit(self, at: datetime, market: Market, state: PortfolioState, held: list[str],
               event_id: UUID) -> StrategySignalEvent:
-        if not held:  # nothing to exit: an emergency exit of nothing is a small sell of the first instrument
-            instrument = INSTRUMENTS[0]
-            return StrategySignalEvent(occurred_at=at, event_id=event_id, strategy="demo-exit",
-                                       instrument=instrument.symbol, side=Side.SELL, quantity=instrument.lot_size,
-                                       reference_price=market.price(instrument.symbol), emergency_exit=True)
+        if not held:  # nothing to exit
+            return self._open(at, market, INSTRUMENTS[self.rng.randrange(len(INSTRUMENTS))], event_id)
         symbol = max(held, key=lambda s: (abs(state.positions[s].quantity) * self._unit_value(_BY_SYMBOL[s], market), s))
         instrument, position = _BY_SYMBOL[symbol], state.positions[symbol]
         fits = _lots(D(55000) / self._unit_value(instrument, market), instrument.lot_size)
