@@ -697,7 +697,7 @@ def write_report(path: Path, result: DemoResult, state: PortfolioState, halt: tu
     shaded = [(stress[0], min(stress[1], len(points) - 1), "#f59e0b", "stress episode"),
               (halt[0], min(halt[1], len(points) - 1), "#ef4444", "manual HALT")]
     shaded = [s for s in shaded if s[0] < len(points)]
-    equity_svg = _chart({"equity": [p.equity for p in points]}, {"equity": "#111827"}, points, shaded,
+    equity_svg = _chart({"portfolio-equity": [p.equity for p in points]}, {"portfolio-equity": "#111827"}, points, shaded,
                         f"Equity ({BASE_CURRENCY})", zero_based=False)
     classes = sorted({c for p in points for c in p.gross_by_asset_class} | set(CLASS_COLOURS))
     exposure = {c: [p.gross_by_asset_class.get(c, D(0)) for p in points] for c in classes}

@@ -77,8 +77,8 @@ def test_a_small_session_runs_through_the_engine_and_rebuilds_with_the_same_hash
     # the report
     assert result.report_path == report.resolve() and report.exists()
     html = report.read_text(encoding="utf-8")
-    assert 'id="equity-curve"' in html and 'data-series="equity"' in html
-    assert 'data-series="equity"' in html and 'data-series="crypto"' in html and "<svg" in html
+    assert 'id="equity-curve"' in html and 'data-series="portfolio-equity"' in html and "<svg" in html
+    assert all(f'data-series="{asset_class}"' in html for asset_class in ("crypto", "equity", "future"))
     assert result.state_hash in html
 
 
