@@ -105,6 +105,8 @@ class _Subscription:
     name: str
     handler: Handler
     category: str | None
+    stream: str | None = None
+    from_end: bool = False
 
 
 class _CheckpointMoved(Exception):
@@ -129,15 +131,21 @@ class EventBus:
 
     # -- set-up -------------------------------------------------------------------
 
-    def subscribe(self, name: str, handler: Handler, *, category: str | None = None) -> None:
-        """Call ``handler`` for every committed event (of ``category`` streams only, if given).
+    def subscribe(self, name: str, handler: Handler, *, category: str | None = None, stream: str | None = None,
+                  from_end: bool = False) -> None:
+        """Call ``handler`` for every committed event (of ``category`` streams, or of one ``stream``, if given).
 
         ``name`` keys the handler's durable checkpoint: keep it stable across
-        restarts. Handlers run in registration order.
+        restarts. Handlers run in registration order. A handler without a
+        checkpoint starts at the beginning of history, or with ``from_end`` at the
+        events committed from its first dispatch on. Events of other streams are
+        passed over without being decoded.
         """
         if not name or any(s.name == name for s in self._subscriptions):
             raise InvalidArgument(f"invalid argument: handler name {name!r} is empty or already subscribed")
-        self._subscriptions.append(_Subscription(name, handler, category))
+        if stream is not None and category is None:
+            category = stream.split("-", 1)[0]
+        self._subscriptions.append(_Subscription(name, handler, category, stream, from_end))
 
     @property
     def handler_names(self) -> list[str]:
@@ -220,12 +228,21 @@ class EventBus:
         progressed = False
         while True:
             durable = self.checkpoints.load(name)
+            if durable == 0 and subscription.from_end:
+                subscription.from_end = False  # only a handler that never ran starts at the end
+                head = self.store.head_position(subscription.category)
+                if head:
+                    self.checkpoints.advance(name, 0, head)  # False: another worker started it first
+                    continue
             page = self._page(subscription, durable)
             if not page:
                 return progressed
             seen = durable  # last event handled in memory; ``durable`` is what the database holds
             try:
                 for stored in page:
+                    if subscription.stream is not None and stored.stream != subscription.stream:
+                        seen = stored.position  # not this handler's stream: passed over, never decoded
+                        continue
                     try:
                         recorded = self.registry.decode(stored)
                         outputs = self._handle(subscription, recorded, durable, stored.position)

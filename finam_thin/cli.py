@@ -11,6 +11,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import psycopg
 
@@ -68,6 +69,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from .commands import run_file
+
+    dsn = resolve_dsn(_announce)
+    migrations.apply(dsn)
+    run_file(dsn, Path(args.file), args.portfolio, risk_config=Path(args.risk_config) if args.risk_config else None)
+    return 0
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    from .commands import list_streams
+
+    list_streams(resolve_dsn(_announce), args.category)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .commands import show_stream
+
+    show_stream(resolve_dsn(_announce), args.stream, from_version=args.from_version, limit=args.limit)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .commands import replay_stream
+
+    return 0 if replay_stream(resolve_dsn(_announce), args.stream) else 1
+
+
 def cmd_psql(args: argparse.Namespace) -> int:
     dsn = resolve_dsn(_announce)
     psql = shutil.which("psql") or _embedded_psql()
@@ -118,6 +148,30 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--report", default="finam-demo-report.html", metavar="PATH",
                       help="where to write the HTML report (default ./finam-demo-report.html)")
     demo.set_defaults(handler=cmd_demo)
+
+    run = commands.add_parser("run", help="migrate, check a JSONL/CSV file of your own prices and signals line by "
+                                          "line, then publish it through the trading engine (nothing is written "
+                                          "if any line is bad)")
+    run.add_argument("file", help="a .jsonl or .csv file (format: finam_thin/inputs.py, README)")
+    run.add_argument("--portfolio", required=True, help="portfolio id: events go to stream portfolio-<id>")
+    run.add_argument("--risk-config", metavar="PATH", help="risk limits as .json or .toml (default: no limits "
+                                                             "beyond the fail-closed checks)")
+    run.set_defaults(handler=cmd_run)
+
+    streams = commands.add_parser("streams", help="list streams with their version and last event")
+    streams.add_argument("--category", help="only streams of this category (the part before the first '-')")
+    streams.set_defaults(handler=cmd_streams)
+
+    show = commands.add_parser("show", help="print a stream's events")
+    show.add_argument("stream")
+    show.add_argument("--from", dest="from_version", type=_positive, default=1, help="first version (default 1)")
+    show.add_argument("--limit", type=_positive, default=100, help="at most this many events (default 100)")
+    show.set_defaults(handler=cmd_show)
+
+    replay = commands.add_parser("replay", help="rebuild a portfolio stream from snapshot + tail and from scratch; "
+                                                "exit 1 if the state hashes differ")
+    replay.add_argument("stream")
+    replay.set_defaults(handler=cmd_replay)
 
     psql = commands.add_parser("psql", help="open psql on the database")
     psql.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments passed to psql")

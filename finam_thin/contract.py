@@ -439,6 +439,28 @@ class EventRegistry:
             raise UndecodableEvent(f"event {event_id} ({type_name}) does not decode: {error}",
                                    event_id=event_id, type_name=type_name) from None
 
+    def build(self, type_name: str, fields: Mapping[str, Any], *, event_id: UUID | None = None) -> DomainEvent:
+        """An event of ``type_name`` from canonical field values given by a person or a file (a subset:
+        absent fields take the class default). InvalidArgument (FC003) naming the field when one does not fit."""
+        cls = self._classes.get(type_name)
+        if cls is None:
+            raise InvalidArgument(f"invalid argument: unknown event type {type_name!r}")
+        codecs = {codec.name: codec for codec in _field_codecs(cls)}
+        unknown = sorted(set(fields) - set(codecs))
+        if unknown:
+            raise InvalidArgument(f"invalid argument: {type_name} has no field {', '.join(unknown)} "
+                                  f"(fields: {', '.join(sorted(codecs))})")
+        values = {}
+        for name, raw in fields.items():
+            try:
+                values[name] = codecs[name].parse(raw)
+            except (ValueError, TypeError) as error:
+                raise InvalidArgument(f"invalid argument: {type_name}.{name}: {error}") from None
+        try:
+            return cls(**values) if event_id is None else cls(event_id=event_id, **values)
+        except TypeError as error:  # a required field is missing
+            raise InvalidArgument(f"invalid argument: {type_name}: {error}") from None
+
     def _upcast(self, cls: type[DomainEvent], payload: dict[str, Any], stored_version: Any) -> dict[str, Any]:
         if isinstance(stored_version, bool) or not isinstance(stored_version, int) or stored_version < 1:
             raise ValueError(f"metadata {EVENT_SCHEMA} must be a positive integer, got {stored_version!r}")

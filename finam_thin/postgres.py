@@ -129,6 +129,17 @@ class PostgresEventStore:
         with _using(self.pool, None) as conn:
             return conn.execute("SELECT finam.unregister_listener(%s)", (name,)).fetchone()[0]
 
+    def head_position(self, category: str | None = None, *, connection: psycopg.Connection | None = None) -> int:
+        """Position of the last event read_all (or read_category) can deliver now, 0 when none:
+        a follower that starts here receives exactly the events committed from now on."""
+        with _using(self.pool, connection) as conn:
+            row = conn.execute(
+                "SELECT position FROM finam.events "
+                "WHERE (%(category)s::text IS NULL OR category = %(category)s) "
+                "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
+                "ORDER BY transaction_id DESC, position DESC LIMIT 1", {"category": category}).fetchone()
+        return row[0] if row else 0
+
     # -- read horizon ---------------------------------------------------
 
     def is_readable(self, position: int, *, connection: psycopg.Connection | None = None) -> bool:

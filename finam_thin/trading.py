@@ -129,10 +129,14 @@ class TradingEngine:
         self.execution = execution
         self._states: dict[str, PortfolioState] = {}
 
-    def subscribe(self, bus: EventBus) -> None:
-        """Subscribe both handlers (``trading-engine`` then ``execution``) to the portfolio streams."""
-        bus.subscribe("trading-engine", self.on_event, category=PORTFOLIO_CATEGORY)
-        bus.subscribe("execution", self.on_submitted, category=PORTFOLIO_CATEGORY)
+    def subscribe(self, bus: EventBus, *, stream: str | None = None, from_end: bool = False) -> None:
+        """Subscribe both handlers (``trading-engine`` then ``execution``) to every portfolio stream —
+        or to one ``stream`` only (names suffixed ``:<stream>``), starting at its events from now on
+        with ``from_end``."""
+        suffix = f":{stream}" if stream else ""
+        scope = {"stream": stream} if stream else {"category": PORTFOLIO_CATEGORY}
+        bus.subscribe(f"trading-engine{suffix}", self.on_event, from_end=from_end, **scope)
+        bus.subscribe(f"execution{suffix}", self.on_submitted, from_end=from_end, **scope)
 
     def state(self, stream: str) -> PortfolioState:
         """The portfolio at its stream's head (kept in memory; only new events are read)."""

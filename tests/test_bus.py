@@ -285,3 +285,28 @@ def test_run_follows_other_writers_woken_by_notify(store, checkpoints, pool):
         thread.join(20)
     assert not thread.is_alive()
 
+
+
+def test_a_stream_handler_passes_over_other_streams_without_decoding_them(bus, store):
+    seen = []
+    store.append("portfolio-b", NewEvent(uuid4(), "PositionTeleported", {"to": "mars"}))  # not decodable
+    bus.subscribe("only-a", lambda r: seen.append((r.stream, r.version)), stream="portfolio-a")
+    report = bus.publish("portfolio-a", [deposit("1"), deposit("2")]).dispatch
+    bus.publish("portfolio-b", deposit("3"))
+    assert report.ok and seen == [("portfolio-a", 1), ("portfolio-a", 2)]
+
+
+def test_a_handler_starting_from_the_end_sees_only_what_is_committed_after_its_first_dispatch(bus, store,
+                                                                                              checkpoints):
+    store.append("portfolio-old", [TRADING_EVENTS.encode(deposit(str(n))) for n in (1, 2, 3)])
+    seen = []
+    bus.subscribe("newcomer", lambda r: seen.append((r.stream, r.version)), category="portfolio", from_end=True)
+    assert bus.catch_up().handled == {}
+    assert checkpoints.load("newcomer") == store.read_stream("portfolio-old")[-1].position
+    bus.publish("portfolio-new", deposit())
+    assert seen == [("portfolio-new", 1)]
+    # once it has a checkpoint, from_end changes nothing: a restarted bus resumes there
+    again = EventBus(store, checkpoints)
+    again.subscribe("newcomer", lambda r: seen.append(("again", r.version)), category="portfolio", from_end=True)
+    store.append("portfolio-new", TRADING_EVENTS.encode(deposit()))
+    assert again.catch_up().handled == {"newcomer": 1} and seen[-1] == ("again", 2)
