@@ -35,7 +35,6 @@ import html
 import random
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Context, Decimal, localcontext
@@ -48,7 +47,7 @@ from rich.table import Table
 
 from .bus import EventBus
 from .clusters import cluster_map_event, correlation_clusters
-from .contract import DomainEvent, RecordedEvent
+from .contract import DomainEvent
 from .database import create_pool
 from .errors import WrongExpectedVersion
 from .events import (
@@ -69,7 +68,7 @@ from .events import (
 )
 from .portfolio import STATE_SCHEMA_VERSION, PortfolioState
 from .postgres import PostgresCheckpointStore, PostgresEventStore, PostgresSnapshotStore
-from .repository import PORTFOLIO_CATEGORY, PortfolioRepository, SnapshotEveryN
+from .repository import PortfolioRepository, SnapshotEveryN
 from .risk import PreTradeRiskEngine, RiskConfig
 from .trading import PaperExecution, TradingEngine
 
@@ -266,24 +265,6 @@ def _demo_streams(pool, seed: int) -> int:
                                   (f"portfolio-demo-{seed}-%",)).fetchone()[0]
 
 
-def _category_head(store: PostgresEventStore) -> int:
-    """Position of the last readable event of the portfolio category (0 if none)."""
-    with store.pool.connection() as connection:
-        row = connection.execute(
-            "SELECT position FROM finam.events WHERE category = %s "
-            "ORDER BY transaction_id DESC, position DESC LIMIT 1", (PORTFOLIO_CATEGORY,)).fetchone()
-    if row is None or not store.is_readable(row[0]):
-        return 0
-    return row[0]
-
-
-def _only(stream: str, handler: Callable[[RecordedEvent], object]) -> Callable[[RecordedEvent], object]:
-    """``handler`` restricted to one stream: the demo's engine never acts on other portfolios."""
-    def handle(recorded: RecordedEvent):
-        return handler(recorded) if recorded.stream == stream else None
-    return handle
-
-
 def _lots(quantity: Decimal, lot: Decimal) -> Decimal:
     """``quantity`` rounded down to whole lots."""
     return (quantity / lot).to_integral_value(rounding=ROUND_DOWN) * lot
@@ -412,14 +393,11 @@ def run_demo(dsn: str, *, seed: int = 42, signals: int = 3000, days: int = 3,
             bus = EventBus(store, checkpoints)
             engine = TradingEngine(repository, PreTradeRiskEngine(config), PAPER)
             names = [f"demo:{stream}:trading-engine", f"demo:{stream}:execution", f"demo:{stream}:snapshots"]
-            bus.subscribe(names[0], _only(stream, engine.on_event), category=PORTFOLIO_CATEGORY)
-            bus.subscribe(names[1], _only(stream, engine.on_submitted), category=PORTFOLIO_CATEGORY)
-            bus.subscribe(names[2], _only(stream, SnapshotEveryN(repository, every=SNAPSHOT_EVERY)),
-                          category=PORTFOLIO_CATEGORY)
-            head = _category_head(store)  # the demo's handlers start here: older portfolios are not theirs
-            for name in names:
-                if head and checkpoints.load(name) == 0:
-                    checkpoints.advance(name, 0, head)
+            # the demo's handlers follow its own stream only, from now on: other portfolios are not theirs
+            bus.subscribe(names[0], engine.on_event, stream=stream, from_end=True)
+            bus.subscribe(names[1], engine.on_submitted, stream=stream, from_end=True)
+            bus.subscribe(names[2], SnapshotEveryN(repository, every=SNAPSHOT_EVERY), stream=stream, from_end=True)
+            bus.catch_up()  # places the new checkpoints at the current end
             try:
                 _check(bus.publish(stream, setup, expected_version=0))
                 break
