@@ -110,3 +110,20 @@ def blank_dsn(request) -> str:
                               dbname=name)
     with janitor:
         yield server_dsn(name)
+
+
+# --------------------------------------------------------------------------- the reliability suite
+def pytest_addoption(parser):
+    parser.addoption("--reliability", action="store_true", default=False,
+                     help="also run the long reliability suite (tests marked 'reliability'): "
+                          "concurrency torture, database and engine crash recovery")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``reliability`` run only with --reliability, so the default run stays fast."""
+    if config.getoption("--reliability"):
+        return
+    skip = pytest.mark.skip(reason="reliability suite: run with --reliability (CI does)")
+    for item in items:
+        if "reliability" in item.keywords:
+            item.add_marker(skip)
