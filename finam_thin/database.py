@@ -114,7 +114,11 @@ def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 8, name: str = "
     Connections are in autocommit mode: every API function is atomic on its own,
     so a call is one round trip and is committed when it returns. Use
     ``with conn.transaction():`` to group calls.
+
+    An unreachable server or a refused login raises ``psycopg.OperationalError``
+    at once (one probe connection), rather than a pool timeout 30 s later.
     """
+    psycopg.connect(dsn, autocommit=True).close()
     pool = ConnectionPool(dsn, min_size=min_size, max_size=max_size, name=name,
                           configure=configure_connection, kwargs={"autocommit": True}, open=False)
     pool.open(wait=True, timeout=30)

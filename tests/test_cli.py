@@ -6,10 +6,12 @@ exercise the embedded PostgreSQL in $FINAM_DATA_DIR.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -183,15 +185,58 @@ UNREACHABLE_DSNS = [
 
 
 @pytest.mark.parametrize("dsn", UNREACHABLE_DSNS, ids=["url", "key-value"])
-@pytest.mark.parametrize("args", [("migrate",), ("migrate", "--list"), ("migrate", "--rollback"), ("walkthrough",)],
+@pytest.mark.parametrize("args", [("migrate",), ("migrate", "--list"), ("migrate", "--rollback"), ("walkthrough",),
+                                  ("demo", "--signals", "10"), ("run", "signals.jsonl", "--portfolio", "p1"),
+                                  ("streams",), ("show", "portfolio-p1"), ("replay", "portfolio-p1")],
                          ids=lambda a: " ".join(a))
 def test_connection_error_never_shows_the_password(dsn, args, tmp_path):
+    (tmp_path / "signals.jsonl").write_text("")
     result = run_finam(*args, dsn=dsn, cwd=tmp_path, timeout=60)
     assert result.returncode == 1, result
     assert SECRET not in result.stdout
     assert SECRET not in result.stderr
     assert "database error" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_library_errors_and_logs_never_show_the_password(blank_dsn, caplog, monkeypatch):
+    """The Python API's errors and every log record (psycopg, the pool, yoyo, finam) keep the password out."""
+    from finam_thin import migrations
+    from finam_thin.database import create_pool
+    from finam_thin.persistence import NewEvent
+    from finam_thin.postgres import PostgresEventStore
+
+    caplog.set_level(logging.DEBUG)
+    for dsn in UNREACHABLE_DSNS:
+        monkeypatch.setenv("POSTGRES_DSN", dsn)
+        with pytest.raises(psycopg.OperationalError) as pool_error:  # at once, not a pool timeout
+            create_pool(dsn, min_size=1, max_size=1)
+        with pytest.raises(psycopg.OperationalError) as migrate_error:
+            migrations.apply(dsn)
+        for error in (pool_error.value, migrate_error.value):
+            chain = [error, error.__cause__, error.__context__]
+            assert all(SECRET not in repr(e) and SECRET not in str(e) for e in chain if e is not None)
+
+    # A working DSN with a password: migrate, append, fail an append; the logs of all that stay clean.
+    params = conninfo_to_dict(blank_dsn)
+    params["password"] = params.get("password") or SECRET
+    dsn = make_conninfo(**params)
+    try:
+        psycopg.connect(dsn).close()
+    except psycopg.OperationalError:
+        pytest.skip("the test server does not accept an arbitrary password for this user")
+    monkeypatch.setenv("POSTGRES_DSN", dsn)
+    migrations.apply(dsn)
+    with create_pool(dsn, max_size=2) as pool:
+        store = PostgresEventStore(pool)
+        store.append("account-1", NewEvent(uuid.uuid4(), "Deposited", {"amount": "1"}), expected_version=0)
+        with pytest.raises(Exception) as append_error:
+            store.append("account-1", NewEvent(uuid.uuid4(), "Deposited", {"amount": "1"}), expected_version=0)
+        assert params["password"] not in str(append_error.value)
+    assert caplog.records, "nothing was logged: the check of the logs proves nothing"
+    for secret in {SECRET, params["password"]}:
+        assert secret not in caplog.text
+        assert all(secret not in repr(record.args) for record in caplog.records)
 
 
 def test_success_output_redacts_the_password(blank_dsn, tmp_path):

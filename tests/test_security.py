@@ -688,6 +688,66 @@ def test_hostile_search_path_cannot_hijack_the_api(db):
     assert db.execute("SELECT count(*) FROM finam.snapshots").fetchone()[0] == 2
 
 
+# --------------------------------------------------------------------------- no way around the API
+
+BYPASS_ATTEMPTS = {
+    "draw a position": "SELECT nextval(pg_get_serial_sequence('finam.events', 'position'))",
+    "rewind positions": "SELECT setval(pg_get_serial_sequence('finam.events', 'position'), 1)",
+    "disable the immutability trigger": "ALTER TABLE finam.events DISABLE TRIGGER ALL",
+    "drop the immutability trigger": "DROP TRIGGER events_immutable ON finam.events",
+    "skip triggers for the session": "SET session_replication_role = replica",
+    "take ownership of the events": "ALTER TABLE finam.events OWNER TO CURRENT_USER",
+    "add a rewrite rule": "CREATE RULE rewrite AS ON INSERT TO finam.events DO INSTEAD NOTHING",
+    "redefine an API function": "CREATE OR REPLACE FUNCTION finam.stream_version(stream text) RETURNS bigint "
+                                "LANGUAGE sql AS $$ SELECT 0::bigint $$",
+    "shadow a built-in in the schema": "CREATE FUNCTION finam.jsonb_typeof(jsonb) RETURNS text "
+                                       "LANGUAGE sql AS $$ SELECT 'object' $$",
+    "create a table in the schema": "CREATE TABLE finam.shadow_events (LIKE finam.events)",
+    "drop an API function": "DROP FUNCTION finam.stream_version(text)",
+    "loosen a function's search_path": "ALTER FUNCTION finam.stream_version(text) SET search_path = public",
+    "drop the unique version index": "DROP INDEX finam.idx_events_stream_version",
+}
+
+
+def _store_fingerprint(db) -> dict:
+    return {t: db.execute(f"SELECT count(*), md5(string_agg(t::text, ',' ORDER BY t::text)) FROM finam.{t} AS t")
+            .fetchone() for t in TABLES}
+
+
+@pytest.mark.parametrize("role", ["finam_writer", "finam_reader"])
+@pytest.mark.parametrize("attempt", list(BYPASS_ATTEMPTS))
+def test_roles_cannot_get_around_the_api(db, role, attempt):
+    """Neither role can draw positions, switch off the immutability trigger, or redefine the API."""
+    append_event(db, "account-1")
+    before = _store_fingerprint(db)
+    last_position = db.execute("SELECT last_value FROM finam.events_position_seq").fetchone()[0]
+
+    with as_role(db, role):
+        assert sqlstate_of(db.execute, BYPASS_ATTEMPTS[attempt]) == "42501"
+
+    assert _store_fingerprint(db) == before
+    assert db.execute("SELECT last_value FROM finam.events_position_seq").fetchone()[0] == last_position
+    assert db.execute("SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'finam.events'::regclass "
+                      "AND NOT tgisinternal").fetchall() == [("events_immutable", "O")]
+    assert db.execute("SELECT count(*) FROM pg_rewrite WHERE ev_class = 'finam.events'::regclass").fetchone()[0] == 0
+    assert db.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'finam'::regnamespace "
+                      "AND proname = 'jsonb_typeof'").fetchone()[0] == 0
+    assert db.execute("SELECT finam.stream_version('account-1')").fetchone()[0] == 1
+
+
+@pytest.mark.parametrize("role", ["finam_writer", "finam_reader"])
+def test_roles_cannot_copy_rows_into_the_events(db, role):
+    append_event(db, "account-1")
+    before = _store_fingerprint(db)
+    with as_role(db, role):
+        with pytest.raises(psycopg.Error) as raised:
+            with db.cursor() as cursor, cursor.copy(
+                    "COPY finam.events (id, stream, type, version, payload) FROM STDIN") as copy:
+                copy.write_row((str(new_id()), "account-x", "T", 1, "{}"))
+        assert raised.value.sqlstate == "42501"
+    assert _store_fingerprint(db) == before
+
+
 # --------------------------------------------------------------------------- advisory lock
 
 WAITING_ON_STREAM_LOCK = """
