@@ -169,8 +169,15 @@ class EventBus:
         return Published(appended, self._dispatch(wait_for=appended[-1].position))
 
     def catch_up(self) -> DispatchReport:
-        """Run every handler over every committed event after its checkpoint (use on start-up)."""
-        return self._dispatch(wait_for=None)
+        """Run every handler over every committed event after its checkpoint (use on start-up).
+
+        Events committed before the call but still hidden from read_all by an older
+        open transaction (in any database of the server) are waited for, up to
+        ``visibility_timeout``; still hidden then, the report is ``pending`` (not ok)
+        and a later dispatch handles them. So an ok report means every event
+        committed before the call was handled.
+        """
+        return self._dispatch(wait_for=self.store.last_position() or None)
 
     def run(self, stop: threading.Event, *, poll_interval: float = 1.0, listener_name: str | None = None) -> None:
         """Catch up, then keep catching up — woken by NOTIFY finam_events, polling every
@@ -178,7 +185,7 @@ class EventBus:
         wakeup = Wakeup(self.store, listener_name or f"bus:{'+'.join(self.handler_names)}")
         try:
             while not stop.is_set():
-                self.catch_up()
+                self._dispatch(wait_for=None)  # what is readable now; the next poll brings the rest
                 wakeup.wait(poll_interval)
         finally:
             wakeup.close()

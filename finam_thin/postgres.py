@@ -140,6 +140,14 @@ class PostgresEventStore:
                 "ORDER BY transaction_id DESC, position DESC LIMIT 1", {"category": category}).fetchone()
         return row[0] if row else 0
 
+    def last_position(self, *, connection: psycopg.Connection | None = None) -> int:
+        """Position of the last committed event in read_all order, readable yet or not, 0 when none:
+        once :meth:`is_readable` is true for it, read_all has delivered every event committed before."""
+        with _using(self.pool, connection) as conn:
+            row = conn.execute("SELECT position FROM finam.events "
+                               "ORDER BY transaction_id DESC, position DESC LIMIT 1").fetchone()
+        return row[0] if row else 0
+
     # -- read horizon ---------------------------------------------------
 
     def is_readable(self, position: int, *, connection: psycopg.Connection | None = None) -> bool:
