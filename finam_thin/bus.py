@@ -157,6 +157,10 @@ class EventBus:
                 expected_version: int | None = None) -> Published:
         """Append ``events`` to ``stream`` (all or nothing), then — after the commit — run the handlers.
 
+        It returns once the handlers have handled these events and every output
+        they appended in turn (so the next publish is decided on a settled stream);
+        while an older transaction elsewhere on the server hides them from
+        read_all it waits, up to ``visibility_timeout``, then reports ``pending``.
         Raises what the append raises (WrongExpectedVersion, EventIdConflict,
         InvalidArgument), and then no handler runs. Handler failures do not
         raise: they are in the returned report. A publish from inside a handler
@@ -165,6 +169,7 @@ class EventBus:
         batch = [events] if isinstance(events, DomainEvent) else list(events)
         appended = self.store.append(stream, [self.registry.encode(e) for e in batch], expected_version)
         if not self._subscriptions or getattr(self._dispatching, "active", False):
+            self._appended(appended)
             return Published(appended, DispatchReport())
         return Published(appended, self._dispatch(wait_for=appended[-1].position))
 
@@ -193,36 +198,49 @@ class EventBus:
     # -- dispatch -----------------------------------------------------------------
 
     def _dispatch(self, wait_for: int | None) -> DispatchReport:
+        """Run the handlers until every event up to ``wait_for`` — and every output the handlers
+        appended meanwhile — is handled (None: only what is readable now)."""
         report = DispatchReport()
-        deadline = time.monotonic() + self.visibility_timeout
+        deadline = None
         with self._dispatch_lock:
             self._dispatching.active = True
+            self._dispatching.target = wait_for  # moved on by the handlers' outputs (see _handle)
             try:
                 stopped: set[str] = set()
-                readable = wait_for is None
+                reached = None  # the target last found readable
                 while True:
                     progressed = False
                     for subscription in self._subscriptions:
                         if subscription.name not in stopped:
                             progressed |= self._drain(subscription, report, stopped)
                     if progressed:
+                        deadline = None
                         continue
-                    if readable:
+                    target = self._dispatching.target
+                    if target is None or target == reached:
                         break
-                    if self.store.is_readable(wait_for):
-                        readable = True  # it may have become readable after the last read: one more pass
+                    if self.store.is_readable(target):
+                        reached = target  # it may have become readable after the last read: one more pass
                         continue
                     # Our events are committed but an older transaction elsewhere still
                     # hides them from read_all: wait for it, briefly.
+                    if deadline is None:
+                        deadline = time.monotonic() + self.visibility_timeout
                     if time.monotonic() >= deadline:
                         report.pending = True
-                        log.warning("published event at position %s not yet readable after %.1fs; "
-                                    "handlers will see it on a later dispatch", wait_for, self.visibility_timeout)
+                        log.warning("event at position %s not yet readable after %.1fs; "
+                                    "handlers will see it on a later dispatch", target, self.visibility_timeout)
                         break
                     time.sleep(0.005)
             finally:
                 self._dispatching.active = False
+                self._dispatching.target = None
         return report
+
+    def _appended(self, results: Sequence[AppendResult]) -> None:
+        """A running dispatch that waits for its events waits for these too (our latest commit)."""
+        if results and getattr(self._dispatching, "target", None) is not None:
+            self._dispatching.target = results[-1].position
 
     def _page(self, subscription: _Subscription, after: int) -> list[StoredEvent]:
         if subscription.category is None:
@@ -283,12 +301,14 @@ class EventBus:
             encoded = [(a.stream, [self.registry.encode(e) for e in a.events], a.expected_version)
                        for a in outputs]
             try:
+                appended: list[AppendResult] = []
                 with self.store.pool.connection() as connection, connection.transaction():
                     if not self.checkpoints.advance(subscription.name, durable, position, connection=connection):
                         raise _CheckpointMoved
                     for stream, events, expected_version in encoded:
                         if events:
-                            self.store.append(stream, events, expected_version, connection=connection)
+                            appended += self.store.append(stream, events, expected_version, connection=connection)
+                self._appended(appended)
                 return True
             except WrongExpectedVersion:
                 if attempt == self.conflict_retries:

@@ -33,7 +33,7 @@ from collections import Counter
 import psycopg
 import pytest
 from conftest import REPO_ROOT, SERVER, TEST_DBNAME, server_dsn
-from pipeline import inputs
+from pipeline import inputs, order_desk, venue
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from finam_thin import migrations
@@ -376,3 +376,44 @@ def test_catch_up_waits_for_events_committed_behind_an_older_open_transaction(ds
         assert report.ok and seen == [event.event_id], report
         assert time.monotonic() - started < 10.0
         assert bus.catch_up().handled == {}
+
+
+def test_publish_returns_only_after_the_handlers_handled_their_own_outputs(dsn):
+    """A publish's dispatch ends when every event it appended — the handlers' outputs included — has been
+    handled, even while an older transaction elsewhere hides those outputs from read_all for a moment;
+    if they stay hidden past ``visibility_timeout`` the report is pending, never ok.
+
+    (Found by the seeded crash runs: even uninterrupted, the engine sometimes answered an order only
+    after the next tick's prices were appended — whenever any other transaction on the server was open.)
+    """
+    signals = [e for e in inputs(12) if type(e).__name__ == "StrategySignalEvent"]
+    for signal_event, hold, timeout in ((signals[0], 0.5, 10.0), (signals[1], None, 0.3)):
+        with create_pool(dsn, max_size=4) as pool, psycopg.connect(dsn) as other:
+            store = PostgresEventStore(pool)
+            category = f"outputs{int(timeout * 10)}"  # each case's handlers see only its own stream
+            stream = f"{category}-1"
+            bus = EventBus(store, PostgresCheckpointStore(pool), visibility_timeout=timeout)
+            answered: list = []
+
+            def desk(recorded):
+                output = order_desk(recorded)
+                if output is not None:  # someone elsewhere begins a write now: older than the desk's output
+                    other.execute("SELECT pg_current_xact_id()")
+                    if hold is not None:
+                        threading.Timer(hold, other.commit).start()
+                return output
+
+            bus.subscribe(f"desk-{category}", desk, category=category)
+            bus.subscribe(f"venue-{category}", lambda r: answered.append(type(r.event).__name__) or venue(r),
+                          category=category)
+            report = bus.publish(stream, signal_event).dispatch
+            if hold is not None:
+                assert report.ok, report
+                assert answered[:2] == ["StrategySignalEvent", "OrderRequested"], answered
+                assert [e.type for e in store.read_stream(stream)] == [
+                    "StrategySignalEvent", "OrderRequested", "OrderSubmitted", "OrderAccepted",
+                    "OrderPartiallyFilled", "OrderFilled"]
+            else:
+                assert report.pending and not report.ok and answered == ["StrategySignalEvent"], (report, answered)
+                other.commit()
+                assert bus.catch_up().ok and "OrderRequested" in answered
