@@ -35,8 +35,8 @@ against the database. Kinds (``k`` counts in this process only):
 - ``snapshot-in-transaction``: the k-th snapshot save executed inside an open
   transaction, not committed; ``snapshot-committed``: right after the k-th save committed.
 
-The parent also kills the worker from outside at a random delay after the line
-``FINAM-READY`` (pool open, nothing read yet) appears on stdout.
+The parent also kills the worker from outside, at a random delay after a line
+``FINAM-TICK <n>`` (tick n published and handled) appears on stdout.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ from finam_thin.trading import TradingEngine  # noqa: E402
 
 HANDLERS = ("trading-engine", "execution", "snapshots")
 CRASH_MARK = "FINAM-CRASH "
-READY_MARK = "FINAM-READY"
+TICK_MARK = "FINAM-TICK "
 
 
 class CrashPlan:
@@ -274,7 +274,6 @@ def main() -> None:
         bus.subscribe("execution", crashing("execution", engine.on_submitted, plan), category=PORTFOLIO_CATEGORY)
         snapshots = SnapshotEveryN(repository, every=config["snapshot_every"])
         bus.subscribe("snapshots", crashing("snapshots", snapshots, plan), category=PORTFOLIO_CATEGORY)
-        print(READY_MARK, flush=True)
 
         started = time.perf_counter()
         startup = _settled(bus, bus.catch_up(), "the start-up catch-up")
@@ -289,6 +288,7 @@ def main() -> None:
             else:
                 state = engine.state(stream)  # every handler is done: the head is what run_demo would see
             _settled(bus, bus.publish(stream, session.batch(tick, state)).dispatch, f"tick {tick}")
+            print(f"{TICK_MARK}{tick}", flush=True)
         plan.step()
         seconds = time.perf_counter() - started
 

@@ -69,6 +69,7 @@ KINDS = (
 RUNS = 30
 WORKER_TIMEOUT = 300
 SUMMARY: dict[str, Counter] = {}
+NOISE: Counter = Counter()
 
 
 # -- databases and the worker --------------------------------------------------------------------
@@ -97,9 +98,13 @@ def _worker(dsn: str, session: dict, crash: dict | None = None) -> subprocess.Po
 def run_worker(dsn: str, session: dict, crash: dict | None = None) -> tuple[int, dict | None, str]:
     """Run the worker to its end (or its crash); its return code, final JSON (if it finished) and stderr."""
     process = _worker(dsn, session, None if crash is None or crash["kind"] == "time" else crash)
-    if crash is not None and crash["kind"] == "time":
-        ready = process.stdout.readline()  # pool open, nothing read yet
-        assert ready.strip() == "FINAM-READY", (ready, process.stderr.read())
+    if crash is not None and crash["kind"] == "time":  # from outside: a while after the worker's tick n
+        mark = f"FINAM-TICK {crash['tick']}"
+        for line in process.stdout:
+            if line.strip() == mark:
+                break
+        else:
+            pytest.fail(f"the worker ended before {mark}: {process.stderr.read()[-2000:]}")
         time.sleep(crash["delay"])
         process.send_signal(signal.SIGKILL)
     try:
@@ -181,7 +186,33 @@ def assert_checkpoints_at_end(connection: psycopg.Connection) -> None:
 # -- the reference ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def references():
+def noise():
+    """Short write transactions on the server all along (seeded lengths, 0-30 ms, in another database):
+    what a shared server does to read_all's horizon. A worker whose handlers outran it would record
+    its effects in another order — the runs must come out identical anyway."""
+    stop = threading.Event()
+    rng = random.Random(2026)
+    counts = Counter()
+
+    def churn() -> None:
+        with psycopg.connect(server_dsn("postgres"), autocommit=True) as connection:
+            while not stop.is_set():
+                with connection.transaction():
+                    connection.execute("SELECT pg_current_xact_id()")
+                    time.sleep(rng.uniform(0.0, 0.03))
+                counts["transactions"] += 1
+                time.sleep(rng.uniform(0.0, 0.02))
+
+    thread = threading.Thread(target=churn, name="noise", daemon=True)
+    thread.start()
+    yield counts
+    stop.set()
+    thread.join(timeout=10)
+    NOISE.update(counts)
+
+
+@pytest.fixture(scope="module")
+def references(noise):
     """The uninterrupted run of each session (computed once per module), keyed by the session's JSON."""
     cache: dict[str, dict] = {}
     databases: list[_Database] = []
@@ -215,7 +246,8 @@ def summary(request):
         kinds = ", ".join(f"{kind[5:]} {n}" for kind, n in sorted(figures.items()) if kind.startswith("kill:"))
         line = (f"[engine crash] {name}: {figures['runs']} runs, {figures['kills']} SIGKILLs ({kinds}), "
                 f"{figures['restarts']} restarts, identical hashes {figures['identical']}/{figures['runs']}, "
-                f"identical event rows {figures['identical_rows']}/{figures['runs']}")
+                f"identical event rows {figures['identical_rows']}/{figures['runs']}; "
+                f"{NOISE['transactions']} noise transactions meanwhile")
         with capture.global_and_fixture_disabled():
             print("\n" + line, flush=True)
 
@@ -226,7 +258,8 @@ def crash_plan(seed: int, reference: dict) -> list[dict]:
     """1-3 crash points for run ``seed``: the first of kind KINDS[seed % 12], the others drawn by a seeded RNG.
 
     Each ``k`` lies in the first 1/(n+1) of what the uninterrupted run counts for that kind, so the
-    restarted workers always reach the next point.
+    restarted workers always reach the next point; a kill from outside comes 0-50 ms after a tick
+    among the first four fifths of the session.
     """
     rng = random.Random(seed)
     crashes = rng.choice((1, 1, 2, 2, 3))
@@ -236,9 +269,9 @@ def crash_plan(seed: int, reference: dict) -> list[dict]:
     plan = []
     for index in range(crashes):
         kind, handler = KINDS[seed % len(KINDS)] if index == 0 else rng.choice(KINDS)
-        if kind == "time":
-            share = rng.uniform(0.05, 0.45 if index == 0 else 0.3)
-            plan.append({"kind": kind, "delay": round(share * result["seconds"], 3)})
+        if kind == "time":  # anchored on the worker's progress, not on a clock that load can stretch
+            plan.append({"kind": kind, "tick": rng.randrange(result["ticks"] * 4 // 5),
+                         "delay": round(rng.uniform(0.0, 0.05), 4)})
             continue
         total = totals.get(kind) or result["outputs"][handler]
         plan.append({"kind": kind, "handler": handler, "k": rng.randint(1, max(1, total // (crashes + 1)))})
@@ -322,7 +355,7 @@ def assert_identical_to_reference(dsn: str, db: psycopg.Connection, result: dict
 
 @pytest.mark.reliability
 @pytest.mark.parametrize("seed", range(RUNS))
-def test_engine_killed_at_seeded_points_recovers_the_uninterrupted_state(dsn, db, references, seed):
+def test_engine_killed_at_seeded_points_recovers_the_uninterrupted_state(dsn, db, references, noise, seed):
     reference = references(SESSION)
     plan = crash_plan(seed, reference)
     figures = SUMMARY.setdefault("reliability (120 signals)", Counter())
@@ -337,7 +370,7 @@ def test_engine_killed_at_seeded_points_recovers_the_uninterrupted_state(dsn, db
     [{"kind": "committed", "handler": "trading-engine", "k": 5}, {"kind": "between-handlers", "handler": "snapshots",
                                                                   "k": 3}],
 ], ids=["commit-transaction-snapshot", "committed-between"])
-def test_engine_killed_between_commit_and_handlers_and_in_a_snapshot_recovers(dsn, db, references, plan):
+def test_engine_killed_between_commit_and_handlers_and_in_a_snapshot_recovers(dsn, db, references, noise, plan):
     """The default run's short variant: a smaller session, fixed crash points of the main kinds."""
     reference = references(SMALL_SESSION)
     figures = SUMMARY.setdefault("default (40 signals)", Counter())
