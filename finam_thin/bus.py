@@ -42,7 +42,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .contract import DomainEvent, EventRegistry, RecordedEvent
@@ -166,7 +166,13 @@ class EventBus:
         raise: they are in the returned report. A publish from inside a handler
         only appends; the running dispatch picks its events up.
         """
-        batch = [events] if isinstance(events, DomainEvent) else list(events)
+        if isinstance(events, DomainEvent):
+            batch = [events]
+        elif isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+            raise InvalidArgument(f"invalid argument: publish to {stream!r:.60} takes a DomainEvent or a sequence "
+                                  f"of them, got {type(events).__name__}")
+        else:
+            batch = list(events)
         appended = self.store.append(stream, [self.registry.encode(e) for e in batch], expected_version)
         if not self._subscriptions or getattr(self._dispatching, "active", False):
             self._appended(appended)

@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = commands.add_parser("migrate", help="apply pending migrations (idempotent)")
     group = migrate.add_mutually_exclusive_group()
-    group.add_argument("--rollback", nargs="?", type=int, const=1, metavar="N",
+    group.add_argument("--rollback", nargs="?", type=_positive, const=1, metavar="N",
                        help="roll back the last N applied migrations (default 1)")
     group.add_argument("--list", action="store_true", help="list migrations and whether each is applied")
     migrate.set_defaults(handler=cmd_migrate)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .bus import EventBus
 from .database import create_pool
+from .errors import InvalidArgument
 from .events import TRADING_EVENTS
 from .inputs import check_against, read_events
 from .postgres import PostgresCheckpointStore, PostgresEventStore, PostgresSnapshotStore
@@ -34,6 +35,8 @@ def run_file(dsn: str, path: Path, portfolio: str, *, risk_config: Path | None =
 
     Returns the final state hash. InputError (nothing written) when any line is bad.
     """
+    if not portfolio or not portfolio.strip():
+        raise InvalidArgument(f"invalid argument: the portfolio id must be a non-empty text, got {portfolio!r}")
     stream = portfolio_stream(portfolio)
     config = RiskConfig.load(risk_config) if risk_config else RiskConfig.from_mapping(DEFAULT_RISK)
     with create_pool(dsn, max_size=4) as pool:

@@ -42,7 +42,7 @@ from typing import Any, ClassVar, TypeVar
 from uuid import UUID, uuid4, uuid5
 
 from .errors import FinamError, InvalidArgument
-from .persistence import NewEvent, StoredEvent
+from .persistence import NewEvent, StoredEvent, text_problem
 
 #: Metadata keys every stored domain event carries.
 CAUSATION_ID = "causation_id"
@@ -127,10 +127,24 @@ def _optional_inner(annotation: Any) -> Any | None:
     return None
 
 
+#: Decimal fields lie within 1E-100 .. 1E+100 in magnitude (or are 0): the canonical plain notation of
+#: anything beyond would be absurdly long (1E+999999999 is a gigabyte of zeros).
+DECIMAL_EXPONENT_LIMIT = 100
+#: Integer fields fit PostgreSQL's bigint, as every client can read them.
+INT_RANGE = (-(2 ** 63), 2 ** 63 - 1)
+
+
+def _bounded_decimal(value: Decimal) -> Decimal:
+    if not -DECIMAL_EXPONENT_LIMIT <= value.adjusted() <= DECIMAL_EXPONENT_LIMIT:
+        raise ValueError(f"{value!s:.40} is out of range (magnitude 1E-{DECIMAL_EXPONENT_LIMIT} .. "
+                         f"1E+{DECIMAL_EXPONENT_LIMIT}, or 0 without such an exponent)")
+    return value
+
+
 def _check_decimal(value: Any) -> Decimal:
     if value.__class__ is not Decimal or not value.is_finite():
-        raise ValueError(f"expected a finite Decimal, got {value!r}")
-    return value
+        raise ValueError(f"expected a finite Decimal, got {value!r:.60}")
+    return _bounded_decimal(value)
 
 
 def _check_datetime(value: Any) -> datetime:
@@ -147,14 +161,24 @@ def _check_date(value: Any) -> date:
 
 def _check_int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected an int, got {value!r}")
+        raise ValueError(f"expected an int, got {value!r:.60}")
+    if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+        raise ValueError(f"an int of {value.bit_length()} bits is outside the 64-bit integer range")
+    return value
+
+
+def _check_str(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected str, got {value!r:.60}")
+    if (not value.isascii() or "\x00" in value) and (problem := text_problem(value)) is not None:
+        raise ValueError(f"{value!r:.60} {problem}")
     return value
 
 
 def _check_instance(cls: type) -> Convert:
     def check(value: Any) -> Any:
         if not isinstance(value, cls):
-            raise ValueError(f"expected {cls.__name__}, got {value!r}")
+            raise ValueError(f"expected {cls.__name__}, got {value!r:.60}")
         return value
     return check
 
@@ -168,7 +192,7 @@ def _parse_decimal(raw: Any) -> Decimal:
         raise ValueError(f"{raw!r} is not a decimal number") from None
     if not value.is_finite():
         raise ValueError(f"{raw!r} is not a finite number")
-    return value
+    return _bounded_decimal(value)
 
 
 def _parse_datetime(raw: Any) -> datetime:
@@ -222,10 +246,11 @@ def compile_checker(annotation: Any) -> Convert:
         if ellipsis is not Ellipsis:
             raise TypeError(f"unsupported field type {annotation!r}: use tuple[X, ...]")
         return _tuple_of(compile_checker(item_type), tuple)
-    simple = {Decimal: _check_decimal, datetime: _check_datetime, date: _check_date, int: _check_int}.get(annotation)
+    simple = {Decimal: _check_decimal, datetime: _check_datetime, date: _check_date, int: _check_int,
+              str: _check_str}.get(annotation)
     if simple is not None:
         return simple
-    if annotation in (str, bool, UUID) or (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
+    if annotation in (bool, UUID) or (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
         return _check_instance(annotation)
     raise TypeError(f"unsupported field type {annotation!r}")
 
@@ -242,6 +267,8 @@ def compile_parser(annotation: Any) -> Convert:
         return parser
     if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
         return _parse_enum(annotation)
+    if annotation is str:
+        return _check_instance(str)  # stored text cannot hold what _check_str refuses: spare the scan on replay
     return compile_checker(annotation)
 
 
@@ -259,8 +286,24 @@ class FieldCodec:
 E = TypeVar("E", bound="DomainEvent")
 
 
+class _EventClass(type):
+    """Metaclass of DomainEvent: arguments that do not fit the constructor (a missing field, an unknown
+    one, a positional value) are an InvalidArgument (FC003) like any other invalid field, not a TypeError."""
+
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except TypeError as error:
+            if error.__traceback__ is not None and error.__traceback__.tb_next is not None:
+                raise  # raised inside __init__/validate (a bug, not the caller's arguments)
+            message = str(error).replace(f"{cls.__qualname__}.__init__() ", "").replace("__init__() ", "")
+            fields = ", ".join(f.name for f in dataclasses.fields(cls))
+            raise InvalidArgument(f"invalid argument: {cls.__name__}: {message} (keyword-only fields: {fields})") \
+                from None
+
+
 @dataclass(frozen=True, kw_only=True)
-class DomainEvent:
+class DomainEvent(metaclass=_EventClass):
     """An immutable fact. ``event_id`` is fixed at construction; storage never changes it.
 
     Subclasses are frozen keyword-only dataclasses whose fields (other than the
@@ -268,6 +311,11 @@ class DomainEvent:
     payload. Field types: Decimal, str, int, bool, UUID, datetime, date, str-valued
     enums, ``tuple[X, ...]`` and ``X | None``. Override ``validate()`` for
     domain rules; it raises InvalidArgument (FC003).
+
+    Construction raises InvalidArgument (FC003), never TypeError, for anything
+    that does not fit: a missing, unknown or positional field, a value of the
+    wrong type, an envelope id that is not a UUID, text PostgreSQL cannot store
+    (``\\u0000``, lone surrogates), a Decimal beyond 1E±100 or an int beyond 64 bits.
     """
 
     type_name: ClassVar[str] = "DomainEvent"
@@ -284,6 +332,10 @@ class DomainEvent:
             cls.type_name = cls.__name__
 
     def __post_init__(self) -> None:
+        for name in ("event_id", "causation_id", "correlation_id"):
+            value = getattr(self, name)
+            if not (value.__class__ is UUID or isinstance(value, UUID) or (value is None and name != "event_id")):
+                raise InvalidArgument(f"invalid argument: {self.type_name}.{name}: expected a UUID, got {value!r:.60}")
         for codec in _field_codecs(type(self)):
             value = getattr(self, codec.name)
             try:
@@ -392,6 +444,9 @@ class EventRegistry:
 
     def encode(self, event: DomainEvent) -> NewEvent:
         """The record to append: same id, type name, canonical payload and metadata."""
+        if not isinstance(event, DomainEvent):
+            raise InvalidArgument(f"invalid argument: expected a DomainEvent, got {type(event).__name__} "
+                                  f"{event!r:.60}")
         if self._classes.get(event.type_name) is not type(event):
             raise InvalidArgument(f"invalid argument: event type {event.type_name!r} is not registered")
         return NewEvent(event.event_id, event.type_name, event.payload(), event.metadata())

@@ -119,9 +119,12 @@ def _records(path: Path, problems: list[tuple[int, str]]) -> Iterator[tuple[int,
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InvalidArgument(f"invalid argument: {path} is not UTF-8 text ({error})") from None
+        line = raw.count(b"\n", 0, error.start) + 1
+        raise InputError(path, [(line, f"not UTF-8 text ({error.reason} at byte {error.start} of the file; "
+                                       f"a file cut short in a multi-byte character ends this way)")]) from None
     if "\x00" in text:
-        raise InvalidArgument(f"invalid argument: {path} contains NUL characters")
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise InputError(path, [(line, "contains a NUL character (\\u0000): not a text file")])
     suffix = path.suffix.lower()
     if suffix == ".csv":
         yield from _csv_records(text, problems)

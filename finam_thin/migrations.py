@@ -15,6 +15,8 @@ from yoyo import read_migrations
 from yoyo.backends import get_backend_class
 from yoyo.connections import DatabaseURI
 
+from .errors import InvalidArgument
+
 
 def migrations_dir() -> Path:
     """db/migrations: inside the installed package, or beside it in a checkout."""
@@ -74,7 +76,11 @@ def apply(dsn: str) -> list[str]:
 
 
 def rollback(dsn: str, count: int = 1) -> list[str]:
-    """Roll back the ``count`` most recently applied migrations; return their ids."""
+    """Roll back the ``count`` most recently applied migrations (``count`` >= 1); return their ids."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        # applied[:count] with a negative count would roll back all but the first -count migrations
+        raise InvalidArgument(f"invalid argument: the number of migrations to roll back must be at least 1, "
+                              f"got {count!r}")
     backend = _backend(dsn)
     try:
         migrations = read_migrations(str(migrations_dir()))

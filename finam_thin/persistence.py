@@ -8,6 +8,7 @@ string); numbers read back with a fraction are Decimal, never float.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,12 +77,50 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serializable")
 
 
+#: ``\u0000`` escaped in JSON text (an even run of backslashes before it would make it literal text).
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def text_problem(value: str) -> str | None:
+    """Why PostgreSQL cannot store ``value`` as text or in jsonb, or None when it can.
+
+    PostgreSQL text and jsonb hold neither the NUL character (``\\u0000``) nor lone
+    surrogates (they are not UTF-8); the driver or the server would refuse them
+    with an error of their own, so the stores and events refuse them first (FC003).
+    """
+    if "\x00" in value:
+        return f"contains a NUL character (\\u0000) at index {value.index(chr(0))}, which PostgreSQL cannot store"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return (f"is not valid Unicode: lone surrogate {value[error.start]!r} at index {error.start} "
+                    "(not encodable as UTF-8)")
+    return None
+
+
 def encode_json_object(value: Any, what: str) -> str:
-    """Canonical JSON text of a mapping (sorted keys, Decimal as string); InvalidArgument otherwise."""
+    """Canonical JSON text of a mapping (sorted keys, Decimal as string); InvalidArgument otherwise.
+
+    Refused (FC003, before anything reaches the database): a value that is not a
+    mapping; NaN, Infinity and values JSON has no form for; text PostgreSQL cannot
+    store (``\\u0000``, lone surrogates) in a key or a value; nesting deeper than
+    Python's recursion limit.
+    """
     if not isinstance(value, Mapping):
         raise InvalidArgument(f"invalid argument: {what} must be a mapping (a JSON object), got {type(value).__name__}")
     try:
-        return json.dumps(value, default=_json_default, allow_nan=False, sort_keys=True,
+        text = json.dumps(value, default=_json_default, allow_nan=False, sort_keys=True,
                           separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError) as error:
         raise InvalidArgument(f"invalid argument: {what} is not valid JSON: {error}") from error
+    except RecursionError:
+        raise InvalidArgument(f"invalid argument: {what} is nested too deeply to encode as JSON") from None
+    if "\\u0000" in text and _ESCAPED_NUL.search(text):
+        raise InvalidArgument(f"invalid argument: {what} contains a NUL character (\\u0000), "
+                              "which PostgreSQL jsonb cannot store")
+    if not text.isascii():
+        problem = text_problem(text)
+        if problem is not None:
+            raise InvalidArgument(f"invalid argument: {what} {problem}")
+    return text

@@ -5,19 +5,31 @@ SQL functions; these classes call them over a psycopg_pool pool and map each
 FC SQLSTATE to its exception. Pass ``connection=`` to run inside a caller's
 transaction (nothing is committed then); otherwise each call is one statement on
 an autocommit connection of the pool, committed before it returns.
+
+Arguments PostgreSQL would refuse with an error of its own, before any finam
+function runs, are refused here with InvalidArgument (FC003) naming the argument:
+text that is not a ``str`` or holds ``\\u0000`` or a lone surrogate, an id that is
+not a UUID, a number that is not an ``int`` (``bool`` included) or is outside the
+column's 64-bit (versions, positions) or 32-bit (counts, layouts) range. ``None``
+goes through: the SQL functions say which arguments may be NULL.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+
+import math
+import operator
+from numbers import Real
+from uuid import UUID
 
 import psycopg
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from .errors import InvalidArgument, translated_errors
-from .persistence import AppendResult, NewEvent, Snapshot, StoredEvent, encode_json_object
+from .persistence import AppendResult, NewEvent, Snapshot, StoredEvent, encode_json_object, text_problem
 
 EVENT_COLUMNS = "id, stream, type, version, payload, metadata, created_at, position, category"
 
@@ -48,22 +60,31 @@ class PostgresEventStore:
         (else WrongExpectedVersion). Events already stored with the same content
         come back with ``duplicate=True`` and nothing is written.
         """
-        batch = [events] if isinstance(events, NewEvent) else list(events)
+        if isinstance(events, NewEvent):
+            batch = [events]
+        elif isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+            raise InvalidArgument(f"invalid argument: events for stream {stream!r:.60} must be a NewEvent or a "
+                                  f"sequence of them, got {type(events).__name__}")
+        else:
+            batch = list(events)
         if not batch:
-            raise InvalidArgument(f"invalid argument: empty batch for stream {stream!r}")
-        for event in batch:
+            raise InvalidArgument(f"invalid argument: empty batch for stream {stream!r:.60}")
+        for number, event in enumerate(batch, 1):
             if not isinstance(event, NewEvent):
-                raise InvalidArgument(f"invalid argument: expected NewEvent, got {type(event).__name__}")
+                raise InvalidArgument(f"invalid argument: event #{number} for stream {stream!r:.60}: expected "
+                                      f"NewEvent, got {type(event).__name__}")
+        stream = _text(stream, "stream")
+        expected_version = _integer(expected_version, "expected_version")
+        ids = [_uuid(e.id, f"id of event #{number}") for number, e in enumerate(batch, 1)]
+        types = [_text(e.type, f"type of event {e.id}") for e in batch]
         payloads = [encode_json_object(e.payload, f"payload of event {e.id}") for e in batch]
         metadata = [encode_json_object(e.metadata, f"metadata of event {e.id}") for e in batch]
         with _using(self.pool, connection) as conn:
             if len(batch) == 1:
-                event = batch[0]
-                row = conn.execute(APPEND_EVENT, (stream, event.id, event.type, payloads[0],
+                row = conn.execute(APPEND_EVENT, (stream, ids[0], types[0], payloads[0],
                                                   expected_version, metadata[0])).fetchone()
-                return [AppendResult(event.id, *row)]
-            rows = conn.execute(APPEND_BATCH, (stream, [e.id for e in batch], [e.type for e in batch],
-                                               payloads, metadata, expected_version)).fetchall()
+                return [AppendResult(ids[0], *row)]
+            rows = conn.execute(APPEND_BATCH, (stream, ids, types, payloads, metadata, expected_version)).fetchall()
             return [AppendResult(*row) for row in rows]
 
     # -- reads ----------------------------------------------------------
@@ -79,13 +100,15 @@ class PostgresEventStore:
                     *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:
         """Events of ``stream`` from ``from_version`` on, in version order (at most ``max_count``)."""
         return self._read(f"SELECT {EVENT_COLUMNS} FROM finam.read_stream(%s, %s, %s)",
-                          (stream, from_version, max_count), connection)
+                          (_text(stream, "stream"), _integer(from_version, "from_version"),
+                           _integer(max_count, "max_count", bits=32)), connection)
 
     def read_stream_backward(self, stream: str, from_version: int | None = None, max_count: int = 1000,
                              *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:
         """Events of ``stream`` at or below ``from_version`` (None = head), newest first."""
         return self._read(f"SELECT {EVENT_COLUMNS} FROM finam.read_stream_backward(%s, %s, %s)",
-                          (stream, from_version, max_count), connection)
+                          (_text(stream, "stream"), _integer(from_version, "from_version"),
+                           _integer(max_count, "max_count", bits=32)), connection)
 
     def iter_stream(self, stream: str, from_version: int = 1, page_size: int = 1000) -> Iterator[StoredEvent]:
         """Every event of ``stream`` from ``from_version`` on, fetched page by page."""
@@ -104,30 +127,33 @@ class PostgresEventStore:
         arrives exactly once, in (transaction, position) order.
         """
         return self._read(f"SELECT {EVENT_COLUMNS} FROM finam.read_all(%s, %s)",
-                          (after_position, max_count), connection)
+                          (_integer(after_position, "after_position"), _integer(max_count, "max_count", bits=32)),
+                          connection)
 
     def read_category(self, category: str, after_position: int = 0, max_count: int = 1000,
                       *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:
         """Gap-safe page of the events of every stream in ``category``, like :meth:`read_all`."""
         return self._read(f"SELECT {EVENT_COLUMNS} FROM finam.read_category(%s, %s, %s)",
-                          (category, after_position, max_count), connection)
+                          (_text(category, "category"), _integer(after_position, "after_position"),
+                           _integer(max_count, "max_count", bits=32)), connection)
 
     def stream_version(self, stream: str, *, connection: psycopg.Connection | None = None) -> int:
         """Current version of ``stream`` (0 when empty)."""
         with _using(self.pool, connection) as conn:
-            return conn.execute("SELECT finam.stream_version(%s)", (stream,)).fetchone()[0]
+            return conn.execute("SELECT finam.stream_version(%s)", (_text(stream, "stream"),)).fetchone()[0]
 
     # -- wake-ups -------------------------------------------------------
 
     def register_listener(self, name: str, ttl_seconds: float = 60.0) -> None:
         """Ask appends to send NOTIFY finam_events for ``ttl_seconds`` (renew before it lapses)."""
         with _using(self.pool, None) as conn:
-            conn.execute("SELECT finam.register_listener(%s, make_interval(secs => %s))", (name, ttl_seconds))
+            conn.execute("SELECT finam.register_listener(%s, make_interval(secs => %s))",
+                         (_text(name, "listener name"), _ttl_seconds(ttl_seconds)))
 
     def unregister_listener(self, name: str) -> bool:
         """Withdraw a listener registration; True if one existed."""
         with _using(self.pool, None) as conn:
-            return conn.execute("SELECT finam.unregister_listener(%s)", (name,)).fetchone()[0]
+            return conn.execute("SELECT finam.unregister_listener(%s)", (_text(name, "listener name"),)).fetchone()[0]
 
     def head_position(self, category: str | None = None, *, connection: psycopg.Connection | None = None) -> int:
         """Position of the last event read_all (or read_category) can deliver now, 0 when none:
@@ -137,7 +163,8 @@ class PostgresEventStore:
                 "SELECT position FROM finam.events "
                 "WHERE (%(category)s::text IS NULL OR category = %(category)s) "
                 "AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) "
-                "ORDER BY transaction_id DESC, position DESC LIMIT 1", {"category": category}).fetchone()
+                "ORDER BY transaction_id DESC, position DESC LIMIT 1",
+                {"category": _text(category, "category")}).fetchone()
         return row[0] if row else 0
 
     def last_position(self, *, connection: psycopg.Connection | None = None) -> int:
@@ -160,7 +187,7 @@ class PostgresEventStore:
         for a position no stored (visible) event has.
         """
         with _using(self.pool, connection) as conn:
-            return conn.execute("SELECT finam.is_readable(%s)", (position,)).fetchone()[0]
+            return conn.execute("SELECT finam.is_readable(%s)", (_integer(position, "position"),)).fetchone()[0]
 
 
 class PostgresSnapshotStore:
@@ -175,10 +202,15 @@ class PostgresSnapshotStore:
         SnapshotConflict when its version is outside 1..head, or the same version
         is stored with a different state.
         """
+        if not isinstance(snapshot, Snapshot):
+            raise InvalidArgument(f"invalid argument: expected Snapshot, got {type(snapshot).__name__}")
+        stream = _text(snapshot.stream, "snapshot stream")
+        version = _integer(snapshot.version, "snapshot version")
+        schema_version = _integer(snapshot.schema_version, "snapshot schema_version", bits=32)
         state = encode_json_object(snapshot.state, f"snapshot state of {snapshot.stream!r}")
         with _using(self.pool, connection) as conn:
             return conn.execute("SELECT finam.save_snapshot(%s, %s, %s::jsonb, %s)",
-                                (snapshot.stream, snapshot.version, state, snapshot.schema_version)).fetchone()[0]
+                                (stream, version, state, schema_version)).fetchone()[0]
 
     def load(self, stream: str, schema_version: int | None = None,
              *, connection: psycopg.Connection | None = None) -> Snapshot | None:
@@ -186,7 +218,7 @@ class PostgresSnapshotStore:
         with _using(self.pool, connection) as conn:
             row = conn.execute(
                 "SELECT version, state, state_schema_version, created_at FROM finam.load_snapshot(%s, %s)",
-                (stream, schema_version)).fetchone()
+                (_text(stream, "stream"), _integer(schema_version, "schema_version", bits=32))).fetchone()
         if row is None:
             return None
         version, state, layout, created_at = row
@@ -211,7 +243,7 @@ class PostgresCheckpointStore:
     def load(self, name: str, *, connection: psycopg.Connection | None = None) -> int:
         """The stored position of ``name`` (the read_all cursor), 0 when it has none."""
         with _using(self.pool, connection) as conn:
-            return conn.execute("SELECT finam.load_checkpoint(%s)", (name,)).fetchone()[0]
+            return conn.execute("SELECT finam.load_checkpoint(%s)", (_text(name, "checkpoint name"),)).fetchone()[0]
 
     def advance(self, name: str, from_position: int, to_position: int,
                 *, connection: psycopg.Connection | None = None) -> bool:
@@ -228,7 +260,8 @@ class PostgresCheckpointStore:
         """
         with _using(self.pool, connection) as conn:
             return conn.execute("SELECT finam.advance_checkpoint(%s, %s, %s)",
-                                (name, from_position, to_position)).fetchone()[0]
+                                (_text(name, "checkpoint name"), _integer(from_position, "from_position"),
+                                 _integer(to_position, "to_position"))).fetchone()[0]
 
     def delete(self, name: str, *, connection: psycopg.Connection | None = None) -> bool:
         """Remove the checkpoint of ``name``; True if one existed.
@@ -236,7 +269,7 @@ class PostgresCheckpointStore:
         It counts as 0 again: the follower starts over from the first event (to rebuild a projection).
         """
         with _using(self.pool, connection) as conn:
-            return conn.execute("SELECT finam.delete_checkpoint(%s)", (name,)).fetchone()[0]
+            return conn.execute("SELECT finam.delete_checkpoint(%s)", (_text(name, "checkpoint name"),)).fetchone()[0]
 
 
 @contextmanager
@@ -249,3 +282,60 @@ def _using(pool: ConnectionPool, connection: psycopg.Connection | None) -> Itera
         else:
             with pool.connection() as pooled:
                 yield pooled
+
+
+# -- arguments PostgreSQL would refuse before any finam function runs -----------------------------
+
+_INT_RANGES = {64: (-(2 ** 63), 2 ** 63 - 1), 32: (-(2 ** 31), 2 ** 31 - 1)}
+MAX_LISTENER_TTL_SECONDS = 86400
+
+
+def _text(value, what: str) -> str | None:
+    """``value`` if PostgreSQL can take it as text (None passes: the SQL function decides); else FC003."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise InvalidArgument(f"invalid argument: {what} must be a str, got {type(value).__name__} {value!r:.60}")
+    problem = text_problem(value)
+    if problem is not None:
+        raise InvalidArgument(f"invalid argument: {what} {value!r:.60} {problem}")
+    return value
+
+
+def _integer(value, what: str, *, bits: int = 64) -> int | None:
+    """``value`` as an int of the SQL argument's range (bigint or integer; None passes); else FC003."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgument(f"invalid argument: {what} must be an integer, got the bool {value!r}")
+    try:
+        number = operator.index(value)  # int, or an integer type such as numpy's; never a float or a str
+    except TypeError:
+        raise InvalidArgument(f"invalid argument: {what} must be an integer, got {type(value).__name__} "
+                              f"{value!r:.60}") from None
+    low, high = _INT_RANGES[bits]
+    if not low <= number <= high:
+        raise InvalidArgument(f"invalid argument: {what} must be within the {bits}-bit integer range "
+                              f"[{low}, {high}], got {number}")
+    return number
+
+
+def _uuid(value, what: str) -> UUID | None:
+    """``value`` as a UUID (a UUID, or a str in a form ``uuid.UUID`` reads; None passes); else FC003."""
+    if value is None or isinstance(value, UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return UUID(value)
+        except ValueError:
+            pass
+    raise InvalidArgument(f"invalid argument: {what} must be a UUID, got {type(value).__name__} {value!r:.60}")
+
+
+def _ttl_seconds(value) -> float:
+    """A listener ttl in seconds: a finite real number in (0, 1 day]; else FC003 (the SQL function's rule)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value) \
+            or not 0 < value <= MAX_LISTENER_TTL_SECONDS:
+        raise InvalidArgument(f"invalid argument: listener ttl must be between 0 (excluded) and 1 day "
+                              f"({MAX_LISTENER_TTL_SECONDS} seconds), got {value!r:.60}")
+    return float(value)

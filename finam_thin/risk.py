@@ -266,7 +266,12 @@ class RiskConfig:
         """The configuration in a ``.json`` or ``.toml`` file. Numbers written with a decimal point
         are read as exact Decimals (never through a float)."""
         path = Path(path)
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise InvalidArgument(f"invalid argument: cannot read risk config {path}: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise InvalidArgument(f"invalid argument: risk config {path} is not UTF-8 text ({error})") from None
         try:
             if path.suffix == ".json":
                 data = json.loads(text, parse_float=Decimal, parse_constant=_refuse_constant)

@@ -15,7 +15,11 @@ MIGRATION_IDS = [
     "0005.install-api",
     "0006.create-checkpoints-table",
     "0007.install-api-1.1",
+    "0008.install-api-1.2",
 ]
+
+#: finam.schema_version() after every migration.
+API_VERSION = "1.2.0"
 
 API_FUNCTIONS = {
     "append_batch", "append_event", "append_events", "assert_valid_event", "assert_valid_expected_version",

@@ -19,7 +19,7 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from finam_thin.database import redact
-from support import MIGRATION_IDS
+from support import API_VERSION, MIGRATION_IDS
 
 FINAM = Path(sys.prefix) / "bin" / "finam"
 if not FINAM.exists():  # fall back to the checkout's venv
@@ -65,12 +65,12 @@ def test_migrate_apply_list_rollback(blank_dsn, tmp_path):
         [["applied", mid] for mid in MIGRATION_IDS]
 
     rolled = ok(run_finam("migrate", "--rollback", dsn=blank_dsn, cwd=tmp_path))
-    assert rolled.stdout.splitlines() == ["rolled back 0007.install-api-1.1"]
+    assert rolled.stdout.splitlines() == ["rolled back 0008.install-api-1.2"]
     with psycopg.connect(blank_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM pg_proc WHERE pronamespace = 'finam'::regnamespace"
                             " AND proname IN ('load_checkpoint', 'advance_checkpoint', 'is_readable')"
-                            ).fetchone()[0] == 0
-        assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.0.0"
+                            ).fetchone()[0] == 3
+        assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.1.0"
         assert conn.execute("SELECT to_regclass('finam.checkpoints') IS NOT NULL").fetchone()[0]
 
     listed = ok(run_finam("migrate", "--list", dsn=blank_dsn, cwd=tmp_path))
@@ -79,9 +79,9 @@ def test_migrate_apply_list_rollback(blank_dsn, tmp_path):
 
     again = ok(run_finam("migrate", dsn=blank_dsn, cwd=tmp_path))
     assert [line for line in again.stdout.splitlines() if line.startswith("applied ")] == \
-        ["applied 0007.install-api-1.1"]
+        ["applied 0008.install-api-1.2"]
     with psycopg.connect(blank_dsn) as conn:
-        assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.1.0"
+        assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == API_VERSION
 
 
 def test_migrate_rollback_n_and_nothing_left(blank_dsn, tmp_path):

@@ -99,7 +99,7 @@ def test_node_walkthrough(node_client, db, dsn, connection):
     result = ok(run_walkthrough(node_client, env, stream))
     out = result.stdout
 
-    connected = line(out, r"connected -> database (\S+) PostgreSQL .* finam 1\.1\.0 stream (\S+)")
+    connected = line(out, r"connected -> database (\S+) PostgreSQL .* finam 1\.2\.0 stream (\S+)")
     assert connected.groups() == (db.info.dbname, stream)
 
     p1 = line(out, r"append_event -> version 1 position (\d+) duplicate false").group(1)

@@ -2,7 +2,7 @@
 
 
 def test_schema_is_migrated(db):
-    assert db.execute("SELECT finam.schema_version()").fetchone()[0] == "1.1.0"
+    assert db.execute("SELECT finam.schema_version()").fetchone()[0] == "1.2.0"
     tables = {row[0] for row in db.execute(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'finam'")}
     assert tables == {"events", "snapshots", "listeners", "checkpoints"}

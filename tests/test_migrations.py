@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from conftest import REPO_ROOT
 from finam_thin import migrations
-from support import API_FUNCTIONS, MIGRATION_IDS, wait_until_readable
+from support import API_FUNCTIONS, API_VERSION, MIGRATION_IDS, wait_until_readable
 
 TABLES_1_0 = {"events", "snapshots", "listeners"}
 TABLES = TABLES_1_0 | {"checkpoints"}
@@ -29,6 +29,8 @@ FUNCTIONS_NEW_IN_1_1 = {"advance_checkpoint", "assert_valid_checkpoint_name", "d
 API_FUNCTIONS_1_0 = API_FUNCTIONS - FUNCTIONS_NEW_IN_1_1
 # The last commit of SQL API 1.0.0 (migrations 0001-0005): what an existing installation runs.
 RELEASE_1_0_0 = "2857128b4e7494b5b1dc0ca7dc72add75bc2c555"
+# The last commit of SQL API 1.1.0 (migrations 0001-0007).
+RELEASE_1_1_0 = "4f56d33a0aebd186f6c3a1dc717c06cf5f6a5504"
 
 # Everything that defines the installed product: routine definitions and ACLs, relations with their
 # columns, ACLs and comments, view definitions, triggers, indexes and the schema's ACL and comment.
@@ -136,7 +138,17 @@ def assert_fully_installed(conn):
     assert relations(conn, "v") == VIEWS
     assert functions(conn) == API_FUNCTIONS
     assert triggers(conn) == {"events_immutable"}
+    assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == API_VERSION
+
+
+def assert_as_1_1_0(conn):
+    """The objects and version of SQL API 1.1.0, and its load_snapshot (no FC003 for a layout below 1)."""
+    assert relations(conn, "r") == TABLES
+    assert relations(conn, "v") == VIEWS
+    assert functions(conn) == API_FUNCTIONS
+    assert triggers(conn) == {"events_immutable"}
     assert conn.execute("SELECT finam.schema_version()").fetchone()[0] == "1.1.0"
+    assert conn.execute("SELECT count(*) FROM finam.load_snapshot('account-1', 0)").fetchone()[0] == 0
 
 
 def assert_as_1_0_0(conn):
@@ -204,7 +216,17 @@ def test_rollback_undoes_only_the_last_migration(blank_dsn):
         writer_can_append(conn)
         conn.execute("SELECT finam.advance_checkpoint('projection', 0, (SELECT max(position) FROM finam.events))")
 
-    assert migrations.rollback(blank_dsn) == ["0007.install-api-1.1"]
+    assert migrations.rollback(blank_dsn) == ["0008.install-api-1.2"]
+    with connect(blank_dsn) as conn:
+        assert_as_1_1_0(conn)
+        assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM finam.checkpoints").fetchone()[0] == 1
+    assert migrations.apply(blank_dsn) == ["0008.install-api-1.2"]
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+
+    # Rolling back 0008 and 0007 gives the 1.0.0 API over the 1.1 tables.
+    assert migrations.rollback(blank_dsn, 2) == ["0008.install-api-1.2", "0007.install-api-1.1"]
 
     with connect(blank_dsn) as conn:
         assert schema_exists(conn)
@@ -217,10 +239,10 @@ def test_rollback_undoes_only_the_last_migration(blank_dsn):
         assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 1
         assert conn.execute("SELECT count(*) FROM finam.checkpoints").fetchone()[0] == 1
     assert [(item.id, item.applied) for item in migrations.status(blank_dsn)] == \
-        [(mid, mid != "0007.install-api-1.1") for mid in MIGRATION_IDS]
+        [(mid, mid < "0007") for mid in MIGRATION_IDS]
 
     # Re-applying installs only the API again; the stored event and checkpoint are still there.
-    assert migrations.apply(blank_dsn) == ["0007.install-api-1.1"]
+    assert migrations.apply(blank_dsn) == ["0007.install-api-1.1", "0008.install-api-1.2"]
     with connect(blank_dsn) as conn:
         assert_fully_installed(conn)
         assert writer_can_append(conn) == 2
@@ -229,13 +251,13 @@ def test_rollback_undoes_only_the_last_migration(blank_dsn):
 
 
 def test_rollback_of_1_0_0_api_keeps_the_data(blank_dsn):
-    """Rolling back 0007, 0006 and 0005 drops every routine and view; the 1.0.0 tables keep their rows."""
+    """Rolling back 0008 to 0005 drops every routine and view; the 1.0.0 tables keep their rows."""
     migrations.apply(blank_dsn)
     with connect(blank_dsn) as conn:
         writer_can_append(conn)
 
-    assert migrations.rollback(blank_dsn, 3) == ["0007.install-api-1.1", "0006.create-checkpoints-table",
-                                                 "0005.install-api"]
+    assert migrations.rollback(blank_dsn, 4) == ["0008.install-api-1.2", "0007.install-api-1.1",
+                                                 "0006.create-checkpoints-table", "0005.install-api"]
     with connect(blank_dsn) as conn:
         assert schema_exists(conn)
         assert functions(conn) == set()
@@ -244,7 +266,7 @@ def test_rollback_of_1_0_0_api_keeps_the_data(blank_dsn):
         assert relations(conn, "r") == TABLES_1_0
         assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 1
 
-    assert migrations.apply(blank_dsn) == MIGRATION_IDS[-3:]
+    assert migrations.apply(blank_dsn) == MIGRATION_IDS[-4:]
     with connect(blank_dsn) as conn:
         assert_fully_installed(conn)
         assert writer_can_append(conn) == 2
@@ -256,6 +278,7 @@ def test_rollback_step_by_step_then_apply_again(blank_dsn):
         original = definition_fingerprint(conn)
 
     expected_after = {
+        "0008.install-api-1.2": (TABLES, API_FUNCTIONS),
         "0007.install-api-1.1": (TABLES, API_FUNCTIONS_1_0),
         "0006.create-checkpoints-table": (TABLES_1_0, API_FUNCTIONS_1_0),
         "0005.install-api": (TABLES_1_0, set()),
@@ -273,6 +296,8 @@ def test_rollback_step_by_step_then_apply_again(blank_dsn):
                 assert schema_exists(conn)
                 assert relations(conn, "r") == tables
                 assert functions(conn) == routines
+                if migration_id == "0008.install-api-1.2":
+                    assert_as_1_1_0(conn)
                 if migration_id == "0006.create-checkpoints-table":
                     assert_as_1_0_0(conn)
         assert applied_ids(blank_dsn) == MIGRATION_IDS[:MIGRATION_IDS.index(migration_id)]
@@ -298,12 +323,13 @@ def test_rollback_step_by_step_then_apply_again(blank_dsn):
 
 def test_rollback_of_several_at_once(blank_dsn):
     migrations.apply(blank_dsn)
-    assert migrations.rollback(blank_dsn, 4) == ["0007.install-api-1.1", "0006.create-checkpoints-table",
-                                                 "0005.install-api", "0004.create-listeners-table"]
+    assert migrations.rollback(blank_dsn, 5) == ["0008.install-api-1.2", "0007.install-api-1.1",
+                                                 "0006.create-checkpoints-table", "0005.install-api",
+                                                 "0004.create-listeners-table"]
     with connect(blank_dsn) as conn:
         assert relations(conn, "r") == {"events", "snapshots"}
         assert functions(conn) == set()
-    assert migrations.apply(blank_dsn) == MIGRATION_IDS[-4:]
+    assert migrations.apply(blank_dsn) == MIGRATION_IDS[-5:]
     with connect(blank_dsn) as conn:
         assert_fully_installed(conn)
 
@@ -363,7 +389,7 @@ PYTHON_MIGRATIONS = [mid for mid in MIGRATION_IDS[1:] if (migrations.migrations_
 def test_every_migration_is_sql_or_python():
     assert len(SQL_MIGRATIONS) + len(PYTHON_MIGRATIONS) == len(MIGRATION_IDS) - 1
     assert {"0002.create-events-table", "0006.create-checkpoints-table"} <= set(SQL_MIGRATIONS)
-    assert {"0005.install-api", "0007.install-api-1.1"} <= set(PYTHON_MIGRATIONS)
+    assert {"0005.install-api", "0007.install-api-1.1", "0008.install-api-1.2"} <= set(PYTHON_MIGRATIONS)
 
 
 @pytest.mark.parametrize("migration_id", SQL_MIGRATIONS)
@@ -385,17 +411,29 @@ def test_api_migrations_declare_their_dependency(migration_id):
 # --------------------------------------------------------------------------- upgrade 1.0.0 -> 1.1.0
 
 
-def release_1_0_0_migrations(tmp_path):
-    """db/migrations of the 1.0.0 release, exported from git (skips without the repository history)."""
+def release_migrations(tmp_path, commit: str, version: str):
+    """db/migrations of a release, exported from git (skips without the repository history)."""
     try:
-        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", RELEASE_1_0_0, "db"],
+        archive = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", commit, "db"],
                                  capture_output=True, check=True).stdout
     except (OSError, subprocess.CalledProcessError) as error:
-        pytest.skip(f"the 1.0.0 release ({RELEASE_1_0_0[:7]}) is not in this checkout's git history: {error}")
+        pytest.skip(f"the {version} release ({commit[:7]}) is not in this checkout's git history: {error}")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(tmp_path / "release-1.0.0", filter="data")
-    directory = tmp_path / "release-1.0.0" / "db" / "migrations"
+        tar.extractall(tmp_path / f"release-{version}", filter="data")
+    return tmp_path / f"release-{version}" / "db" / "migrations"
+
+
+def release_1_0_0_migrations(tmp_path):
+    """db/migrations of the 1.0.0 release."""
+    directory = release_migrations(tmp_path, RELEASE_1_0_0, "1.0.0")
     assert sorted(p.name for p in directory.glob("*.py")) == ["0005.install-api.py"]
+    return directory
+
+
+def release_1_1_0_migrations(tmp_path):
+    """db/migrations of the 1.1.0 release."""
+    directory = release_migrations(tmp_path, RELEASE_1_1_0, "1.1.0")
+    assert sorted(p.name for p in directory.glob("*.py")) == ["0005.install-api.py", "0007.install-api-1.1.py"]
     return directory
 
 
@@ -427,9 +465,10 @@ def test_migrate_upgrades_an_existing_installation_to_1_1(blank_dsn, monkeypatch
             installed_1_0_0 = definition_fingerprint(conn)
         assert writer_can_append(conn, "account-old") == 1
         old_position = conn.execute("SELECT position FROM finam.events").fetchone()[0]
-    assert [item.applied for item in migrations.status(blank_dsn)] == [True] * 5 + [False] * 2
+    assert [item.applied for item in migrations.status(blank_dsn)] == [True] * 5 + [False] * 3
 
-    assert migrations.apply(blank_dsn) == ["0006.create-checkpoints-table", "0007.install-api-1.1"]
+    assert migrations.apply(blank_dsn) == ["0006.create-checkpoints-table", "0007.install-api-1.1",
+                                           "0008.install-api-1.2"]
 
     with connect(blank_dsn) as conn:
         assert_fully_installed(conn)
@@ -449,14 +488,16 @@ def test_migrate_upgrades_an_existing_installation_to_1_1(blank_dsn, monkeypatch
     with connect(blank_dsn) as conn:
         upgraded = definition_fingerprint(conn)
 
-    # Rolling back 0007 then 0006 leaves the database as 1.0.0 was; the events stay.
-    assert migrations.rollback(blank_dsn, 2) == ["0007.install-api-1.1", "0006.create-checkpoints-table"]
+    # Rolling back 0008, 0007 then 0006 leaves the database as 1.0.0 was; the events stay.
+    assert migrations.rollback(blank_dsn, 3) == ["0008.install-api-1.2", "0007.install-api-1.1",
+                                                 "0006.create-checkpoints-table"]
     with connect(blank_dsn) as conn:
         assert_as_1_0_0(conn)
         if first_install is release_1_0_0_migrations:
             assert definition_fingerprint(conn) == installed_1_0_0
         assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 2
-    assert migrations.apply(blank_dsn) == ["0006.create-checkpoints-table", "0007.install-api-1.1"]
+    assert migrations.apply(blank_dsn) == ["0006.create-checkpoints-table", "0007.install-api-1.1",
+                                           "0008.install-api-1.2"]
     with connect(blank_dsn) as conn:
         assert definition_fingerprint(conn) == upgraded
 
@@ -474,7 +515,49 @@ def test_rollback_of_a_fresh_1_1_install_restores_1_0_0_exactly(blank_dsn, monke
         assert not schema_exists(conn)
 
     assert migrations.apply(blank_dsn) == MIGRATION_IDS
-    assert migrations.rollback(blank_dsn, 2) == ["0007.install-api-1.1", "0006.create-checkpoints-table"]
+    assert migrations.rollback(blank_dsn, 3) == ["0008.install-api-1.2", "0007.install-api-1.1",
+                                                 "0006.create-checkpoints-table"]
     with connect(blank_dsn) as conn:
         assert_as_1_0_0(conn)
         assert definition_fingerprint(conn) == installed_1_0_0
+
+
+# --------------------------------------------------------------------------- upgrade 1.1.0 -> 1.2.0
+
+
+def test_migrate_upgrades_a_1_1_0_installation_and_rollback_restores_it_exactly(blank_dsn, monkeypatch, tmp_path):
+    """The 1.1.0 release, then 0008: the same product as a fresh install; rolling 0008 back gives 1.1.0's
+    definitions object for object (db/releases/1.1.0), and the data stay."""
+    assert apply_from(monkeypatch, release_1_1_0_migrations(tmp_path), blank_dsn) == MIGRATION_IDS[:7]
+    with connect(blank_dsn) as conn:
+        assert_as_1_1_0(conn)
+        installed_1_1_0 = definition_fingerprint(conn)
+        assert writer_can_append(conn) == 1
+
+    assert migrations.apply(blank_dsn) == ["0008.install-api-1.2"]
+    with connect(blank_dsn) as conn:
+        assert_fully_installed(conn)
+        upgraded = definition_fingerprint(conn)
+        with pytest.raises(psycopg.Error) as refused:
+            conn.execute("SELECT * FROM finam.load_snapshot('account-1', 0)")
+        assert refused.value.sqlstate == "FC003"
+        assert writer_can_append(conn) == 2
+
+    assert migrations.rollback(blank_dsn) == ["0008.install-api-1.2"]
+    with connect(blank_dsn) as conn:
+        assert_as_1_1_0(conn)
+        assert definition_fingerprint(conn) == installed_1_1_0
+        assert conn.execute("SELECT count(*) FROM finam.events").fetchone()[0] == 2
+    assert migrations.apply(blank_dsn) == ["0008.install-api-1.2"]
+    with connect(blank_dsn) as conn:
+        assert definition_fingerprint(conn) == upgraded
+
+
+def test_db_releases_1_1_0_holds_what_1_1_0_shipped(tmp_path):
+    """The rollback sources of 0008 are the 1.1.0 release's files, byte for byte."""
+    release = release_1_1_0_migrations(tmp_path).parent / "functions"
+    saved = REPO_ROOT / "db" / "releases" / "1.1.0"
+    names = sorted(p.name for p in saved.glob("*.sql"))
+    assert names == ["append_batch.sql", "load_snapshot.sql", "schema_version.sql"]
+    for name in names:
+        assert (saved / name).read_text() == (release / name).read_text(), name

@@ -272,7 +272,7 @@ def test_reader_can_read(db):
         assert db.execute("SELECT finam.load_checkpoint('projection-r')").fetchone()[0] == last_position
         assert db.execute("SELECT finam.load_checkpoint('projection-none')").fetchone()[0] == 0
         assert db.execute("SELECT finam.is_readable(%s)", (last_position,)).fetchone()[0] is True
-        assert db.execute("SELECT finam.schema_version()").fetchone()[0] == "1.1.0"
+        assert db.execute("SELECT finam.schema_version()").fetchone()[0] == "1.2.0"
 
 
 @pytest.mark.parametrize(

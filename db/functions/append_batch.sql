@@ -20,6 +20,10 @@ DECLARE
     conflicting_id uuid;
     current_version bigint;
     inserted_count integer;
+    event_id uuid;
+    event_type text;
+    event_payload jsonb;
+    event_metadata jsonb;
 BEGIN
     -- 1. Validate every argument before touching anything (FC003).
     PERFORM finam.assert_valid_stream(stream);
@@ -44,7 +48,9 @@ BEGIN
     END IF;
     PERFORM finam.assert_valid_expected_version(stream, expected_version);
     -- One set-based pass over assert_valid_event's rules; only a failing batch
-    -- is walked event by event for the precise error.
+    -- is walked event by event for the precise error. Both go by position in the
+    -- arrays (unnest), as the insert does, so arrays whose subscripts do not start
+    -- at 1 ('[0:1]={...}') are read, and reported, the same way.
     IF EXISTS (
         SELECT
         FROM unnest(ids, types, payloads, metadata) AS b(id, type, payload, meta)
@@ -54,8 +60,12 @@ BEGIN
            OR (b.meta IS NOT NULL AND pg_catalog.jsonb_typeof(b.meta) <> 'object')
            OR pg_catalog.pg_column_size(b.payload) + coalesce(pg_catalog.pg_column_size(b.meta), 0) > 1048576
     ) THEN
-        FOR i IN 1 .. batch_size LOOP
-            PERFORM finam.assert_valid_event(stream, ids[i], types[i], payloads[i], metadata[i], i);
+        FOR i, event_id, event_type, event_payload, event_metadata IN
+            SELECT b.ord, b.id, b.type, b.payload, b.meta
+            FROM unnest(ids, types, payloads, metadata) WITH ORDINALITY AS b(id, type, payload, meta, ord)
+            ORDER BY b.ord
+        LOOP
+            PERFORM finam.assert_valid_event(stream, event_id, event_type, event_payload, event_metadata, i);
         END LOOP;
     END IF;
     IF batch_size > 1 AND (SELECT pg_catalog.count(DISTINCT u.id) FROM pg_catalog.unnest(ids) AS u(id)) <> batch_size THEN

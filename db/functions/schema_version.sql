@@ -5,7 +5,7 @@ IMMUTABLE
 PARALLEL SAFE
 SET search_path = pg_catalog, finam, pg_temp
 AS $function$
-    SELECT '1.1.0'::text
+    SELECT '1.2.0'::text
 $function$;
 
 COMMENT ON FUNCTION finam.schema_version() IS
