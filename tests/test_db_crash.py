@@ -37,6 +37,7 @@ from uuid import UUID
 import psutil
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 from test_concurrency import audit
 
 from finam_thin import migrations
@@ -260,8 +261,11 @@ def stored_events(dsn: str) -> dict[UUID, tuple[UUID, str, int, int]]:
         return {row[0]: tuple(row) for row in conn.execute("SELECT id, stream, version, position FROM finam.events")}
 
 
-def _crash_rounds(tmp_path: Path, capsys, modes: list[str], writers: int, seed: int) -> None:
-    """One round per entry of ``modes``: load, SIGKILL, wait for the orphans, restart, audit, retry, audit."""
+def _crash_rounds(tmp_path: Path, capsys, modes: list[str], writers: int, seed: int,
+                  writer_settings: str = "") -> None:
+    """One round per entry of ``modes``: load, SIGKILL, wait for the orphans, restart, audit, retry, audit.
+
+    ``writer_settings``: server settings of the writers' sessions (libpq ``options``, e.g. ``-c name=value``)."""
     rounds = len(modes)
     started = time.monotonic()
     counts = Counter()
@@ -271,7 +275,8 @@ def _crash_rounds(tmp_path: Path, capsys, modes: list[str], writers: int, seed: 
         try:
             dsn = ensure_database(server.get_uri(), "finam_crash")
             migrations.apply(dsn)
-            clients = [Writer(i, dsn) for i in range(writers)]
+            writer_dsn = make_conninfo(dsn, options=f"{os.environ.get('PGOPTIONS', '')} {writer_settings}".strip())
+            clients = [Writer(i, writer_dsn) for i in range(writers)]
             for round_ in range(rounds):
                 rng = random.Random(seed * 1000 + round_)
                 mode = modes[round_]
@@ -352,7 +357,7 @@ def _crash_rounds(tmp_path: Path, capsys, modes: list[str], writers: int, seed: 
             pid = server.get_pid()
             server.cleanup()  # pg_ctl stop
             wait_for_exit([pid])
-    summary = ("[db crash] " + " ".join(f"{k}={counts[k]}" for k in (
+    summary = ("[db crash] " + (f"writer settings '{writer_settings}' " if writer_settings else "") + " ".join(f"{k}={counts[k]}" for k in (
         "rounds", "kills_postmaster", "kills_server", "processes_killed", "acknowledged_calls", "events",
         "in_flight", "in_flight_committed", "in_flight_batches", "lost"))
         + " restart_ms_avg=" + str(counts["restart_ms"] // max(1, counts["rounds"]))
@@ -381,3 +386,9 @@ def test_database_crash_short(tmp_path, capsys):
 def test_database_crash_under_write_load(tmp_path, capsys):
     """Six seeded rounds under 4 writers: the postmaster alone, then the whole server, killed in turn."""
     _crash_rounds(tmp_path, capsys, ["postmaster", "server"] * 3, writers=4, seed=6)
+
+
+@pytest.mark.reliability
+def test_database_crash_with_asynchronous_commit_sessions(tmp_path, capsys):
+    """Writers whose sessions say synchronous_commit = off lose nothing either: the API commits durably."""
+    _crash_rounds(tmp_path, capsys, ["server"] * 3, writers=4, seed=7, writer_settings="-c synchronous_commit=off")

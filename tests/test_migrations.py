@@ -558,6 +558,7 @@ def test_db_releases_1_1_0_holds_what_1_1_0_shipped(tmp_path):
     release = release_1_1_0_migrations(tmp_path).parent / "functions"
     saved = REPO_ROOT / "db" / "releases" / "1.1.0"
     names = sorted(p.name for p in saved.glob("*.sql"))
-    assert names == ["append_batch.sql", "load_snapshot.sql", "schema_version.sql"]
+    assert names == ["advance_checkpoint.sql", "append_batch.sql", "append_event.sql", "load_snapshot.sql",
+                     "schema_version.sql"]
     for name in names:
         assert (saved / name).read_text() == (release / name).read_text(), name

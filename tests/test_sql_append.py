@@ -756,3 +756,35 @@ def test_concurrent_writers_without_expected_version_are_serialized(db, dsn):
     assert "error" not in result, result
     assert result["rows"][0][0] == 2
     assert [r[2] for r in stream_rows(db, "account-race")] == [1, 2]
+
+
+# --------------------------------------------------------------------------- durability
+
+DURABLE_WRITES = {
+    "append_event": "SELECT * FROM finam.append_event('account-d', gen_random_uuid(), 'Deposited', '{}'::jsonb)",
+    "append_events": "SELECT * FROM finam.append_events('account-d', jsonb_build_array(jsonb_build_object("
+                     "'id', gen_random_uuid(), 'type', 'Deposited', 'payload', '{}'::jsonb)))",
+    "append_batch": "SELECT * FROM finam.append_batch('account-d', ARRAY[gen_random_uuid()], ARRAY['Deposited'], "
+                    "ARRAY['{}'::jsonb])",
+    "advance_checkpoint": "SELECT finam.advance_checkpoint('projection-d', 0, "
+                          "(SELECT max(position) FROM finam.events))",
+}
+
+
+@pytest.mark.parametrize("session_value, in_transaction", [
+    ("off", "on"),                     # an acknowledged write must survive a crash
+    ("on", "on"),
+    ("local", "local"),                # the DBA's replication choices are kept
+    ("remote_write", "remote_write"),
+    ("remote_apply", "remote_apply"),
+])
+@pytest.mark.parametrize("call", list(DURABLE_WRITES))
+def test_writes_commit_durably_whatever_the_session_says(db, call, session_value, in_transaction):
+    append(db, "account-d", new_id())
+    db.execute(f"SET synchronous_commit = {session_value}")
+    with db.transaction():
+        rows = db.execute(DURABLE_WRITES[call]).fetchall()
+        assert rows and rows[0][0] is not None
+        assert db.execute("SELECT current_setting('synchronous_commit')").fetchone()[0] == in_transaction
+    # only that transaction: the session keeps its own setting
+    assert db.execute("SELECT current_setting('synchronous_commit')").fetchone()[0] == session_value

@@ -61,6 +61,12 @@ BEGIN
                 name, from_position, to_position, to_transaction, to_position, from_transaction, from_position);
     END IF;
 
+    -- Durability: the commit waits for its WAL flush even in a session with synchronous_commit = off
+    -- (a handler's acknowledged progress survives a crash); other values are the DBA's and are kept.
+    IF pg_catalog.current_setting('synchronous_commit') = 'off' THEN
+        PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    END IF;
+
     -- Compare-and-set. An absent checkpoint counts as 0: the first advance
     -- inserts, and a concurrent first advance that commits first wins (the
     -- insert waits for it, then does nothing).

@@ -147,6 +147,13 @@ BEGIN
     IF EXISTS (SELECT FROM finam.listeners AS l WHERE l.expires_at > pg_catalog.now()) THEN
         PERFORM pg_catalog.pg_notify('finam_events', stream);
     END IF;
+
+    -- 7. Durability: this transaction's commit waits for its WAL flush even in a session with
+    --    synchronous_commit = off (an acknowledged append must survive a crash). Other values
+    --    (local, remote_write, remote_apply) are the DBA's and are kept.
+    IF pg_catalog.current_setting('synchronous_commit') = 'off' THEN
+        PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    END IF;
 END;
 $function$;
 

@@ -59,6 +59,12 @@ BEGIN
         RETURNING e.version, e.position INTO version, position;
         IF FOUND THEN
             duplicate := false;
+            -- Durability: this transaction's commit waits for its WAL flush even in a session with
+            --   synchronous_commit = off (an acknowledged append must survive a crash). Other values
+            --   (local, remote_write, remote_apply) are the DBA's and are kept.
+            IF pg_catalog.current_setting('synchronous_commit') = 'off' THEN
+                PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+            END IF;
             -- Wake-up hint, only while someone listens (NOTIFY serializes commits).
             IF EXISTS (SELECT FROM finam.listeners AS l WHERE l.expires_at > pg_catalog.now()) THEN
                 PERFORM pg_catalog.pg_notify('finam_events', stream);

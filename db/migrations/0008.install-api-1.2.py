@@ -10,10 +10,15 @@ tests/test_bad_input.py):
   malformed batch walks the arrays by position, as the insert does; 1.1.0 walked
   subscripts 1..n, so for arrays whose subscripts start elsewhere
   (``'[0:1]={...}'``) it blamed the wrong event with "id must not be NULL".
+- ``append_event``, ``append_batch`` (so ``append_events``) and
+  ``advance_checkpoint``: in a session with ``synchronous_commit = off`` they set
+  it to ``on`` for their transaction, so an acknowledged write survives a server
+  crash (tests/test_db_crash.py lost acknowledged appends with ``off``). Other
+  values (local, remote_write, remote_apply) are kept.
 - ``schema_version()`` = '1.2.0'.
 
 No routine is added or dropped and no grant changes. Rollback re-creates the
-three routines as 1.1.0 had them, from db/releases/1.1.0/ (CREATE OR REPLACE
+five routines as 1.1.0 had them, from db/releases/1.1.0/ (CREATE OR REPLACE
 keeps their grants and comments' place), so the database is then as 1.1.0 left it.
 """
 
