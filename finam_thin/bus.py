@@ -107,6 +107,7 @@ class _Subscription:
     category: str | None
     stream: str | None = None
     from_end: bool = False
+    end: int | None = None  # with from_end: the last event committed at the first dispatch
 
 
 class _CheckpointMoved(Exception):
@@ -196,7 +197,7 @@ class EventBus:
         wakeup = Wakeup(self.store, listener_name or f"bus:{'+'.join(self.handler_names)}")
         try:
             while not stop.is_set():
-                self._dispatch(wait_for=None)  # what is readable now; the next poll brings the rest
+                self.catch_up()
                 wakeup.wait(poll_interval)
         finally:
             wakeup.close()
@@ -260,8 +261,14 @@ class EventBus:
         while True:
             durable = self.checkpoints.load(name)
             if durable == 0 and subscription.from_end:
+                # the end = the last event committed now: wait until read_all passes it (an older
+                # transaction elsewhere may still hide it) rather than start before it
+                if subscription.end is None:
+                    subscription.end = self.store.last_position(subscription.category)
+                head = subscription.end
+                if head and not self.store.is_readable(head):
+                    return progressed
                 subscription.from_end = False  # only a handler that never ran starts at the end
-                head = self.store.head_position(subscription.category)
                 if head:
                     self.checkpoints.advance(name, 0, head)  # False: another worker started it first
                     continue

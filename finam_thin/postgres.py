@@ -167,12 +167,18 @@ class PostgresEventStore:
                 {"category": _text(category, "category")}).fetchone()
         return row[0] if row else 0
 
-    def last_position(self, *, connection: psycopg.Connection | None = None) -> int:
-        """Position of the last committed event in read_all order, readable yet or not, 0 when none:
-        once :meth:`is_readable` is true for it, read_all has delivered every event committed before."""
+    def last_position(self, category: str | None = None, *, connection: psycopg.Connection | None = None) -> int:
+        """Position of the last committed event in read_all (or read_category) order, readable yet or
+        not, 0 when none: once :meth:`is_readable` is true for it, read_all has delivered every event
+        committed before."""
         with _using(self.pool, connection) as conn:
-            row = conn.execute("SELECT position FROM finam.events "
-                               "ORDER BY transaction_id DESC, position DESC LIMIT 1").fetchone()
+            if category is None:
+                row = conn.execute("SELECT position FROM finam.events "
+                                   "ORDER BY transaction_id DESC, position DESC LIMIT 1").fetchone()
+            else:
+                row = conn.execute("SELECT position FROM finam.events WHERE category = %s "
+                                   "ORDER BY transaction_id DESC, position DESC LIMIT 1",
+                                   (_text(category, "category"),)).fetchone()
         return row[0] if row else 0
 
     # -- read horizon ---------------------------------------------------

@@ -450,3 +450,48 @@ def test_publish_returns_only_after_the_handlers_handled_their_own_outputs(dsn):
                 assert report.pending and not report.ok and answered == ["StrategySignalEvent"], (report, answered)
                 other.commit()
                 assert bus.catch_up().ok and "OrderRequested" in answered
+
+
+def test_a_handler_from_the_end_skips_what_was_committed_before_even_while_it_is_hidden(dsn):
+    """``from_end`` starts after every event committed before the first dispatch — also those an older
+    open transaction still hides from read_all then (it waits for them instead of starting earlier)."""
+    old, new = inputs(2)
+    with create_pool(dsn, max_size=4) as pool, psycopg.connect(dsn) as other:
+        store = PostgresEventStore(pool)
+        other.execute("SELECT pg_current_xact_id()")  # begun before the old event's commit
+        store.append("portfolio-old", TRADING_EVENTS.encode(old))
+        threading.Timer(0.5, other.commit).start()
+        seen: list = []
+        bus = EventBus(store, PostgresCheckpointStore(pool), visibility_timeout=10.0)
+        bus.subscribe("newcomer", lambda r: seen.append(r.stream), category="portfolio", from_end=True)
+        assert bus.catch_up().ok and seen == []
+        assert bus.publish("portfolio-new", new).dispatch.ok and seen == ["portfolio-new"]
+
+
+def test_run_handles_an_event_notified_while_an_older_transaction_still_hides_it(dsn):
+    """A follower woken by NOTIFY for an event that read_all cannot pass yet waits for it (up to
+    ``visibility_timeout``) instead of sleeping until the next poll."""
+    with create_pool(dsn, max_size=6) as pool, psycopg.connect(dsn) as other:
+        store = PostgresEventStore(pool)
+        seen = threading.Event()
+        follower = EventBus(PostgresEventStore(pool), PostgresCheckpointStore(pool), visibility_timeout=10.0)
+        follower.subscribe("follower", lambda r: seen.set())
+        stop = threading.Event()
+        thread = threading.Thread(target=follower.run, args=(stop,), kwargs={"poll_interval": 30.0})
+        thread.start()
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:  # wait until it listens
+                with pool.connection() as connection:
+                    if connection.execute("SELECT count(*) FROM finam.listeners").fetchone()[0]:
+                        break
+                time.sleep(0.05)
+            other.execute("SELECT pg_current_xact_id()")  # begun before the append
+            store.append("portfolio-late", TRADING_EVENTS.encode(inputs(1)[0]))
+            threading.Timer(0.5, other.commit).start()
+            assert seen.wait(8), "the follower slept until its next poll"
+        finally:
+            stop.set()
+            store.append("portfolio-late", TRADING_EVENTS.encode(inputs(2)[1]))  # wake it so it sees stop
+            thread.join(20)
+        assert not thread.is_alive()
