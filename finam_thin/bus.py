@@ -42,13 +42,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from .contract import DomainEvent, EventRegistry, RecordedEvent
 from .errors import InvalidArgument, WrongExpectedVersion
 from .events import TRADING_EVENTS
-from .persistence import AppendResult, StoredEvent
+from .persistence import AppendResult, StoredEvent, one_or_many
 from .postgres import PostgresCheckpointStore, PostgresEventStore
 from .subscription import Wakeup
 
@@ -167,13 +167,7 @@ class EventBus:
         raise: they are in the returned report. A publish from inside a handler
         only appends; the running dispatch picks its events up.
         """
-        if isinstance(events, DomainEvent):
-            batch = [events]
-        elif isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
-            raise InvalidArgument(f"invalid argument: publish to {stream!r:.60} takes a DomainEvent or a sequence "
-                                  f"of them, got {type(events).__name__}")
-        else:
-            batch = list(events)
+        batch = one_or_many(events, DomainEvent, f"publish to {stream!r:.60} takes")
         appended = self.store.append(stream, [self.registry.encode(e) for e in batch], expected_version)
         if not self._subscriptions or getattr(self._dispatching, "active", False):
             self._appended(appended)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -124,3 +124,17 @@ def encode_json_object(value: Any, what: str) -> str:
         if problem is not None:
             raise InvalidArgument(f"invalid argument: {what} {problem}")
     return text
+
+
+def one_or_many(events: Any, kind: type, expectation: str) -> list:
+    """``events`` as a list: one ``kind`` or an iterable of items (a str, bytes or mapping is not one).
+
+    Anything else is InvalidArgument (FC003): "invalid argument: {expectation} a {kind} or a sequence
+    of them, got {type}". The items themselves are checked by the caller.
+    """
+    if isinstance(events, kind):
+        return [events]
+    if isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
+        raise InvalidArgument(f"invalid argument: {expectation} a {kind.__name__} or a sequence of them, "
+                              f"got {type(events).__name__}")
+    return list(events)

@@ -16,11 +16,10 @@ goes through: the SQL functions say which arguments may be NULL.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-
 import math
 import operator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from numbers import Real
 from uuid import UUID
 
@@ -29,7 +28,8 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from .errors import InvalidArgument, translated_errors
-from .persistence import AppendResult, NewEvent, Snapshot, StoredEvent, encode_json_object, text_problem
+from .persistence import (AppendResult, NewEvent, Snapshot, StoredEvent, encode_json_object, one_or_many,
+                          text_problem)
 
 EVENT_COLUMNS = "id, stream, type, version, payload, metadata, created_at, position, category"
 
@@ -60,13 +60,7 @@ class PostgresEventStore:
         (else WrongExpectedVersion). Events already stored with the same content
         come back with ``duplicate=True`` and nothing is written.
         """
-        if isinstance(events, NewEvent):
-            batch = [events]
-        elif isinstance(events, (str, bytes, Mapping)) or not isinstance(events, Iterable):
-            raise InvalidArgument(f"invalid argument: events for stream {stream!r:.60} must be a NewEvent or a "
-                                  f"sequence of them, got {type(events).__name__}")
-        else:
-            batch = list(events)
+        batch = one_or_many(events, NewEvent, f"events for stream {stream!r:.60} must be")
         if not batch:
             raise InvalidArgument(f"invalid argument: empty batch for stream {stream!r:.60}")
         for number, event in enumerate(batch, 1):
