@@ -13,7 +13,10 @@ from finam_thin.events import (
     CashDeposited,
     InstrumentRegistered,
     MarkPriceUpdated,
+    OrderAccepted,
+    OrderCancelled,
     OrderDenied,
+    OrderFilled,
     OrderSubmitted,
     PortfolioOpened,
     Side,
@@ -172,3 +175,53 @@ def test_rerunning_the_engine_on_a_handled_signal_writes_nothing_new(engine, sto
                   PaperExecution(slippage_bps=Decimal(10), fee_bps=Decimal(5))).subscribe(again)
     assert again.catch_up().handled == {}
     assert [(e.id, e.version) for e in store.read_stream(STREAM)] == before
+
+
+class WorkingVenue:
+    """An ExecutionAdapter whose venue accepts every order and works it: nothing fills yet."""
+
+    def execute(self, order_id, order, submitted, state):
+        return [OrderAccepted.derived_from(submitted, "accept", order_id=order_id)]
+
+
+def test_halted_denies_new_orders_but_lets_cancels_and_flagged_emergency_exits_through(store, snapshot_store, pool):
+    repository = PortfolioRepository(store, snapshot_store)
+    bus = EventBus(store, PostgresCheckpointStore(pool))
+    TradingEngine(repository, PreTradeRiskEngine(CONFIG), WorkingVenue()).subscribe(bus)
+    bus.publish(STREAM, [PortfolioOpened(occurred_at=DAY1, base_currency="USD"),
+                         CashDeposited(occurred_at=DAY1, currency="USD", amount=Decimal("100000")),
+                         InstrumentRegistered(occurred_at=DAY1, instrument="AAPL", asset_class="equity",
+                                              currency="USD", lot_size=Decimal(1)),
+                         mark("200")])
+    assert bus.publish(STREAM, signal(quantity=Decimal(10), limit_price=Decimal("199"))).dispatch.ok
+    (filled_id,) = repository.load(STREAM).open_orders
+    bus.publish(STREAM, OrderFilled(occurred_at=DAY1, order_id=filled_id, fill_id="F-1", quantity=Decimal(10),
+                                    price=Decimal("199")))  # the venue reports the fill later
+    assert bus.publish(STREAM, signal(quantity=Decimal(10), limit_price=Decimal("198"))).dispatch.ok
+    working = repository.load(STREAM).open_orders
+    assert [o.status for o in working.values()] == ["accepted"]
+    (order_id,) = working
+
+    bus.publish(STREAM, TradingStateChanged(occurred_at=DAY1, state=TradingState.HALTED, reason="MANUAL_HALT"))
+    head = store.stream_version(STREAM)
+    assert bus.publish(STREAM, signal(quantity=Decimal(5))).dispatch.ok  # a new order: denied
+    assert new_types(store, head) == ["StrategySignalEvent", "OrderRequested", "OrderDenied"]
+    denied = TRADING_EVENTS.decode(store.read_stream_backward(STREAM, max_count=1)[0]).event
+    assert denied.reason_codes == ("HALTED",)
+    head = store.stream_version(STREAM)
+    bus.publish(STREAM, signal(Side.SELL, quantity=Decimal(5)))  # reduces, but is not flagged: denied
+    assert new_types(store, head) == ["StrategySignalEvent", "OrderRequested", "OrderDenied"]
+
+    head = store.stream_version(STREAM)
+    assert bus.publish(STREAM, OrderCancelled(occurred_at=DAY1, order_id=order_id, reason="MANUAL_HALT")).dispatch.ok
+    assert new_types(store, head) == ["OrderCancelled"]  # a cancel is never risk-checked: it reduces risk
+    state = repository.load(STREAM)
+    assert not state.open_orders and state.trading_state is TradingState.HALTED
+
+    head = store.stream_version(STREAM)  # a flagged emergency exit that reduces the position passes
+    assert bus.publish(STREAM, signal(Side.SELL, quantity=Decimal(5), emergency_exit=True)).dispatch.ok
+    assert new_types(store, head) == ["StrategySignalEvent", "OrderRequested", "OrderSubmitted", "OrderAccepted"]
+    head = store.stream_version(STREAM)  # one that would go beyond flat (sell 10 more of 10 held, 5 working) does not
+    bus.publish(STREAM, signal(Side.SELL, quantity=Decimal(10), emergency_exit=True))
+    assert new_types(store, head) == ["StrategySignalEvent", "OrderRequested", "OrderDenied"]
+    assert "HALTED" in TRADING_EVENTS.decode(store.read_stream_backward(STREAM, max_count=1)[0]).event.reason_codes
