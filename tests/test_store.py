@@ -319,7 +319,9 @@ def test_decimal_is_stored_as_a_json_string(store, db):
 
 def test_json_numbers_with_a_fraction_from_another_client_read_back_as_decimal(store, db):
     db.execute("SELECT * FROM finam.append_event('orders-1', %s, 'Filled', "
-               "'{\"px\": 101.25, \"qty\": 3, \"nested\": {\"fee\": 0.1, \"list\": [1.5, 2]}}'::jsonb)",
+               "'{\"px\": 101.25, \"qty\": 3, \"nested\": {\"fee\": 0.1, \"list\": [1.5, 2]}, "
+               "\"big\": 123456789012345678901234567890, \"tiny\": 1E-8, \"huge\": 2.5e30, "
+               "\"name\": \"Société Générale\"}'::jsonb)",
                (uuid4(),))
     wait_until_readable(db)
 
@@ -332,6 +334,10 @@ def test_json_numbers_with_a_fraction_from_another_client_read_back_as_decimal(s
         assert type(fee) is Decimal and fee == Decimal("0.1")  # exactly 0.1, not 0.1000000000000000055...
         assert event.payload["nested"]["list"] == [Decimal("1.5"), 2]
         assert type(event.payload["nested"]["list"][0]) is Decimal
+        assert event.payload["big"] == 123456789012345678901234567890  # beyond 64 bits: still an exact int
+        assert type(event.payload["tiny"]) is Decimal and event.payload["tiny"] == Decimal("1E-8")
+        assert event.payload["huge"] == Decimal("2.5E+30")  # jsonb writes it as an integer: an exact int
+        assert event.payload["name"] == "Société Générale"
 
 
 # -- reads -------------------------------------------------------------------
