@@ -43,19 +43,27 @@ CONFIG = RiskConfig.from_mapping({
 })
 
 
-@pytest.fixture
-def engine(store, snapshot_store, pool):
+def trading_bus(store, snapshot_store, pool, execution) -> tuple[EventBus, PortfolioRepository]:
+    """A bus with a TradingEngine (CONFIG's limits, ``execution`` as the venue) subscribed."""
     repository = PortfolioRepository(store, snapshot_store)
     bus = EventBus(store, PostgresCheckpointStore(pool))
-    trading = TradingEngine(repository, PreTradeRiskEngine(CONFIG),
-                            PaperExecution(slippage_bps=Decimal(10), fee_bps=Decimal(5)))
-    trading.subscribe(bus)
-    bus.publish(STREAM, [
-        PortfolioOpened(occurred_at=DAY1, base_currency="USD"),
-        CashDeposited(occurred_at=DAY1, currency="USD", amount=Decimal("100000")),
-        InstrumentRegistered(occurred_at=DAY1, instrument="AAPL", asset_class="equity", currency="USD",
-                             lot_size=Decimal(1)),
-    ], expected_version=0)
+    TradingEngine(repository, PreTradeRiskEngine(CONFIG), execution).subscribe(bus)
+    return bus, repository
+
+
+def opening(lot_size: Decimal = Decimal(1)) -> list:
+    """A USD portfolio with 100,000 in cash and AAPL registered."""
+    return [PortfolioOpened(occurred_at=DAY1, base_currency="USD"),
+            CashDeposited(occurred_at=DAY1, currency="USD", amount=Decimal("100000")),
+            InstrumentRegistered(occurred_at=DAY1, instrument="AAPL", asset_class="equity", currency="USD",
+                                 lot_size=lot_size)]
+
+
+@pytest.fixture
+def engine(store, snapshot_store, pool):
+    bus, repository = trading_bus(store, snapshot_store, pool,
+                                  PaperExecution(slippage_bps=Decimal(10), fee_bps=Decimal(5)))
+    bus.publish(STREAM, opening(), expected_version=0)
     return bus, repository
 
 
@@ -69,6 +77,11 @@ def signal(side: Side = Side.BUY, at: datetime = DAY1, **fields) -> StrategySign
 
 def new_types(store, after: int) -> list[str]:
     return [e.type for e in store.read_stream(STREAM, from_version=after + 1)]
+
+
+def last_event(store):
+    """The stream's newest event, decoded."""
+    return TRADING_EVENTS.decode(store.read_stream_backward(STREAM, max_count=1)[0]).event
 
 
 def test_an_approved_signal_becomes_an_order_and_paper_fills(engine, store):
@@ -96,7 +109,7 @@ def test_a_denied_order_is_recorded_with_reasons_and_the_config_hash(engine, sto
     head = store.stream_version(STREAM)
     assert bus.publish(STREAM, signal(quantity=Decimal(1001))).dispatch.ok  # over max_order_quantity
     assert new_types(store, head) == ["StrategySignalEvent", "OrderRequested", "OrderDenied"]
-    denied = TRADING_EVENTS.decode(store.read_stream_backward(STREAM, max_count=1)[0]).event
+    denied = last_event(store)
     assert isinstance(denied, OrderDenied) and "MAX_ORDER_QUANTITY" in denied.reason_codes
     assert denied.risk_config_hash == CONFIG.config_hash
     state = repository.load(STREAM)
@@ -117,7 +130,7 @@ def test_a_signal_without_any_price_is_denied_before_it_becomes_an_order(engine,
     assert bus.publish(STREAM, signal(stop_price=Decimal("190"))).dispatch.ok  # no mark, no reference price
     # the day's first event also records the day's baseline
     assert new_types(store, head) == ["StrategySignalEvent", "TradingDayStarted", "SignalDenied"]
-    denied = TRADING_EVENTS.decode(store.read_stream_backward(STREAM, max_count=1)[0]).event
+    denied = last_event(store)
     assert isinstance(denied, SignalDenied) and "NO_PRICE" in denied.reason_codes
 
 
@@ -129,7 +142,7 @@ def test_the_daily_loss_cap_latches_reducing_until_the_next_day(engine, store):
     head = store.stream_version(STREAM)
     bus.publish(STREAM, signal(quantity=Decimal(10)))            # adds exposure: denied, state -> REDUCING
     assert new_types(store, head) == ["StrategySignalEvent", "TradingStateChanged", "OrderRequested", "OrderDenied"]
-    denied = TRADING_EVENTS.decode(store.read_stream_backward(STREAM, max_count=1)[0]).event
+    denied = last_event(store)
     assert "DAILY_LOSS_CAP" in denied.reason_codes
     assert repository.load(STREAM).trading_state is TradingState.REDUCING
     head = store.stream_version(STREAM)
@@ -149,15 +162,8 @@ def test_the_daily_loss_cap_latches_reducing_until_the_next_day(engine, store):
 
 
 def test_partial_fills_in_lots(store, snapshot_store, pool):
-    repository = PortfolioRepository(store, snapshot_store)
-    bus = EventBus(store, PostgresCheckpointStore(pool))
-    TradingEngine(repository, PreTradeRiskEngine(CONFIG),
-                  PaperExecution(partial_fill_ratio=Decimal("0.3"))).subscribe(bus)
-    bus.publish(STREAM, [PortfolioOpened(occurred_at=DAY1, base_currency="USD"),
-                         CashDeposited(occurred_at=DAY1, currency="USD", amount=Decimal("100000")),
-                         InstrumentRegistered(occurred_at=DAY1, instrument="AAPL", asset_class="equity",
-                                              currency="USD", lot_size=Decimal(10)),
-                         mark("100")])
+    bus, repository = trading_bus(store, snapshot_store, pool, PaperExecution(partial_fill_ratio=Decimal("0.3")))
+    bus.publish(STREAM, [*opening(lot_size=Decimal(10)), mark("100")])
     assert bus.publish(STREAM, signal(quantity=Decimal(50))).dispatch.ok
     fills = [TRADING_EVENTS.decode(e).event for e in store.read_stream(STREAM) if "Filled" in e.type]
     # 30% of 50 = 15 -> rounded down to the lot of 10; then the remaining 40
@@ -170,9 +176,7 @@ def test_rerunning_the_engine_on_a_handled_signal_writes_nothing_new(engine, sto
     bus.publish(STREAM, signal(quantity=Decimal(5)))
     before = [(e.id, e.version) for e in store.read_stream(STREAM)]
     # a second engine process that lost its memory: nothing left to do, and re-deciding is a no-op
-    again = EventBus(store, PostgresCheckpointStore(pool))
-    TradingEngine(PortfolioRepository(store, snapshot_store), PreTradeRiskEngine(CONFIG),
-                  PaperExecution(slippage_bps=Decimal(10), fee_bps=Decimal(5))).subscribe(again)
+    again, _ = trading_bus(store, snapshot_store, pool, PaperExecution(slippage_bps=Decimal(10), fee_bps=Decimal(5)))
     assert again.catch_up().handled == {}
     assert [(e.id, e.version) for e in store.read_stream(STREAM)] == before
 
@@ -185,14 +189,8 @@ class WorkingVenue:
 
 
 def test_halted_denies_new_orders_but_lets_cancels_and_flagged_emergency_exits_through(store, snapshot_store, pool):
-    repository = PortfolioRepository(store, snapshot_store)
-    bus = EventBus(store, PostgresCheckpointStore(pool))
-    TradingEngine(repository, PreTradeRiskEngine(CONFIG), WorkingVenue()).subscribe(bus)
-    bus.publish(STREAM, [PortfolioOpened(occurred_at=DAY1, base_currency="USD"),
-                         CashDeposited(occurred_at=DAY1, currency="USD", amount=Decimal("100000")),
-                         InstrumentRegistered(occurred_at=DAY1, instrument="AAPL", asset_class="equity",
-                                              currency="USD", lot_size=Decimal(1)),
-                         mark("200")])
+    bus, repository = trading_bus(store, snapshot_store, pool, WorkingVenue())
+    bus.publish(STREAM, [*opening(), mark("200")])
     assert bus.publish(STREAM, signal(quantity=Decimal(10), limit_price=Decimal("199"))).dispatch.ok
     (filled_id,) = repository.load(STREAM).open_orders
     bus.publish(STREAM, OrderFilled(occurred_at=DAY1, order_id=filled_id, fill_id="F-1", quantity=Decimal(10),
@@ -206,7 +204,7 @@ def test_halted_denies_new_orders_but_lets_cancels_and_flagged_emergency_exits_t
     head = store.stream_version(STREAM)
     assert bus.publish(STREAM, signal(quantity=Decimal(5))).dispatch.ok  # a new order: denied
     assert new_types(store, head) == ["StrategySignalEvent", "OrderRequested", "OrderDenied"]
-    denied = TRADING_EVENTS.decode(store.read_stream_backward(STREAM, max_count=1)[0]).event
+    denied = last_event(store)
     assert denied.reason_codes == ("HALTED",)
     head = store.stream_version(STREAM)
     bus.publish(STREAM, signal(Side.SELL, quantity=Decimal(5)))  # reduces, but is not flagged: denied
@@ -224,4 +222,4 @@ def test_halted_denies_new_orders_but_lets_cancels_and_flagged_emergency_exits_t
     head = store.stream_version(STREAM)  # one that would go beyond flat (sell 10 more of 10 held, 5 working) does not
     bus.publish(STREAM, signal(Side.SELL, quantity=Decimal(10), emergency_exit=True))
     assert new_types(store, head) == ["StrategySignalEvent", "OrderRequested", "OrderDenied"]
-    assert "HALTED" in TRADING_EVENTS.decode(store.read_stream_backward(STREAM, max_count=1)[0]).event.reason_codes
+    assert "HALTED" in last_event(store).reason_codes
