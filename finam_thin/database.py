@@ -14,9 +14,12 @@ import warnings
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import psycopg
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
@@ -105,9 +108,26 @@ def json_loads(text: str | bytes):
     return _JSON_DECODER.decode(text)
 
 
+class _JsonTextLoader(Loader):
+    """json/jsonb in text format (what queries return by default) decoded by ``json_loads``.
+
+    ``load`` is the decoder's own C method, so psycopg hands it each value's buffer with no
+    Python frame in between (replay decodes two JSON values per event).
+    """
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        self.load = _JSON_DECODER.decode  # type: ignore[method-assign]
+
+    def load(self, data: Buffer) -> Any:  # the same, for whoever calls it on the class
+        return _JSON_DECODER.decode(data)
+
+
 def configure_connection(connection: psycopg.Connection) -> None:
-    """Per-connection setup: Decimal-safe JSON decoding."""
+    """Per-connection setup: Decimal-safe JSON decoding (``json_loads``) for json and jsonb, text and binary."""
     set_json_loads(json_loads, connection)
+    for name in ("json", "jsonb"):
+        connection.adapters.register_loader(name, _JsonTextLoader)
 
 
 def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 8, name: str = "finam") -> ConnectionPool:

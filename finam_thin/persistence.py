@@ -16,6 +16,8 @@ from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
+import msgspec
+
 from .errors import InvalidArgument
 
 
@@ -29,9 +31,12 @@ class NewEvent:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as stored: version within its stream, global position, commit-side metadata."""
+class StoredEvent(msgspec.Struct, frozen=True, gc=False):
+    """An event as stored: version within its stream, global position, commit-side metadata.
+
+    Immutable like the other records; a msgspec Struct rather than a dataclass because
+    replay builds one per row (5x cheaper to construct, and no cycle to track).
+    """
 
     id: UUID
     stream: str

@@ -49,6 +49,8 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal, DivisionByZero, InvalidOperation, Overflow, localcontext
 from typing import Any
 
+import msgspec
+
 from .contract import DomainEvent, RecordedEvent, canonical_decimal, canonical_time
 from .errors import FinamError
 from .events import (
@@ -122,10 +124,11 @@ class Instrument:
     lot_size: Decimal = Decimal(1)
 
 
-@dataclass(frozen=True, slots=True)
-class Position:
+class Position(msgspec.Struct, frozen=True, gc=False):
     """Signed ``quantity`` (negative = short), ``average_price`` of the open quantity,
-    ``realized_pnl`` in the instrument's currency (fees excluded), ``last_price`` of the last fill."""
+    ``realized_pnl`` in the instrument's currency (fees excluded), ``last_price`` of the last fill.
+
+    Immutable (a msgspec Struct: the fold builds one per fill, 3x cheaper than a frozen dataclass)."""
 
     quantity: Decimal = ZERO
     average_price: Decimal = ZERO
@@ -133,9 +136,8 @@ class Position:
     last_price: Decimal = ZERO
 
 
-@dataclass(frozen=True, slots=True)
-class OpenOrder:
-    """An order that is not yet terminal."""
+class OpenOrder(msgspec.Struct, frozen=True, gc=False):
+    """An order that is not yet terminal. Immutable (a msgspec Struct, like ``Position``)."""
 
     instrument: str
     side: Side
@@ -225,16 +227,28 @@ class PortfolioState:
     @classmethod
     def fold(cls, events: Iterable[DomainEvent | RecordedEvent]) -> PortfolioState:
         """A new state with ``events`` applied in order."""
-        state = cls()
-        for event in events:
-            state.apply(event)
-        return state
+        return cls().apply_all(events)
 
     def apply(self, event: DomainEvent | RecordedEvent) -> PortfolioState:
         """Apply the next event of the stream (InvalidTransition if it does not fit; nothing changes then).
 
         A RecordedEvent must carry the next version (``version + 1``).
         """
+        with localcontext(FOLD_CONTEXT):
+            return self._apply(event)
+
+    def apply_all(self, events: Iterable[DomainEvent | RecordedEvent]) -> PortfolioState:
+        """Apply ``events`` in order, as many ``apply`` calls (the replay path: one decimal context for all).
+
+        Stops at the first event that does not fit (InvalidTransition); the ones before it stay applied.
+        """
+        with localcontext(FOLD_CONTEXT):
+            for event in events:
+                self._apply(event)
+        return self
+
+    def _apply(self, event: DomainEvent | RecordedEvent) -> PortfolioState:
+        """``apply`` inside FOLD_CONTEXT."""
         if isinstance(event, RecordedEvent):
             if event.version != self.version + 1:
                 raise InvalidTransition(f"event {event.event.event_id} has stream version {event.version}, "
@@ -247,8 +261,7 @@ class PortfolioState:
                                     event_id=event.event_id)
         if self.base_currency is None and not isinstance(event, PortfolioOpened):
             self._refuse(event, "the first event of a portfolio must be PortfolioOpened")
-        with localcontext(FOLD_CONTEXT):
-            handler(self, event)
+        handler(self, event)
         self.version += 1
         return self
 

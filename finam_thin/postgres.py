@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from numbers import Real
 from uuid import UUID
@@ -104,14 +105,31 @@ class PostgresEventStore:
                           (_text(stream, "stream"), _integer(from_version, "from_version"),
                            _integer(max_count, "max_count", bits=32)), connection)
 
-    def iter_stream(self, stream: str, from_version: int = 1, page_size: int = 1000) -> Iterator[StoredEvent]:
-        """Every event of ``stream`` from ``from_version`` on, fetched page by page."""
-        while True:
+    def iter_stream(self, stream: str, from_version: int = 1, page_size: int = 1000,
+                    *, read_ahead: bool = False) -> Iterator[StoredEvent]:
+        """Every event of ``stream`` from ``from_version`` on, fetched page by page, in version order.
+
+        ``read_ahead``: while the caller works through a page, a helper thread already fetches
+        the next one (on its own pool connection), so the server's time is hidden behind the
+        caller's; at most one page is held ahead. For long replays.
+        """
+        if not read_ahead:
+            while True:
+                page = self.read_stream(stream, from_version, page_size)
+                yield from page
+                if len(page) < page_size:
+                    return
+                from_version = page[-1].version + 1
+        # Closing the iterator early waits for the one read in flight (the executor's shutdown).
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finam-read-ahead") as executor:
             page = self.read_stream(stream, from_version, page_size)
-            yield from page
-            if len(page) < page_size:
-                return
-            from_version = page[-1].version + 1
+            while True:
+                ahead = (executor.submit(self.read_stream, stream, page[-1].version + 1, page_size)
+                         if len(page) == page_size else None)
+                yield from page
+                if ahead is None:
+                    return
+                page = ahead.result()
 
     def read_all(self, after_position: int = 0, max_count: int = 1000,
                  *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:

@@ -9,6 +9,7 @@ and off the append path.
 
 from __future__ import annotations
 
+import itertools
 import logging
 
 from .contract import EventRegistry, RecordedEvent
@@ -50,12 +51,13 @@ class PortfolioRepository:
         """``state`` with the events of ``stream`` after ``state.version`` (up to ``version``) applied in order."""
         if version is not None and version <= state.version:
             return state
-        page_size = self.page_size if version is None else min(self.page_size, version - state.version)
-        for stored in self.store.iter_stream(stream, from_version=state.version + 1, page_size=page_size):
-            state.apply(self.registry.decode(stored))
-            if state.version == version:
-                break
-        return state
+        wanted = None if version is None else version - state.version
+        page_size = self.page_size if wanted is None else min(self.page_size, wanted)
+        # Read ahead (the next page is fetched while this one is folded) when there is more than a page to fold.
+        stored = self.store.iter_stream(stream, from_version=state.version + 1, page_size=page_size,
+                                        read_ahead=wanted is None or wanted > page_size)
+        events = map(self.registry.decode, stored)
+        return state.apply_all(events if wanted is None else itertools.islice(events, wanted))
 
     def save_snapshot(self, stream: str, state: PortfolioState) -> bool:
         """Store ``state`` as the snapshot of ``stream`` at ``state.version`` (False when one as new is kept)."""

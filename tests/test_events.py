@@ -273,6 +273,32 @@ def test_a_payload_that_does_not_fit_its_class_is_an_error_naming_the_event(stor
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize("metadata, fragment", [
+    ({"causation_id": 42}, "metadata: expected a UUID string"),      # another client's number, not an id
+    ({"correlation_id": ["x"]}, "metadata: expected a UUID string"),
+    ({"causation_id": "not-a-uuid"}, "metadata: badly formed"),
+    ({"correlation_id": "1234"}, "metadata: badly formed"),
+])
+def test_metadata_ids_that_are_not_uuids_are_an_error_naming_the_event(store, metadata, fragment):
+    event_id, row = stored_raw(store, "CashDeposited", GOOD_DEPOSIT, metadata)
+    with pytest.raises(UndecodableEvent) as info:
+        TRADING_EVENTS.decode(row)
+    assert info.value.event_id == event_id and fragment in str(info.value)
+
+
+def test_metadata_ids_decode_in_every_form_uuid_accepts_and_interleaved(store):
+    ids = [uuid4() for _ in range(3)]
+    spellings = [str(ids[0]), "{%s}" % ids[1], ids[2].urn, str(ids[0]).upper(), ids[1].hex, str(ids[0])]
+    expected = [ids[0], ids[1], ids[2], ids[0], ids[1], ids[0]]
+    rows = [stored_raw(store, "CashDeposited", GOOD_DEPOSIT, {"causation_id": text, "correlation_id": text})[1]
+            for text in spellings]
+    decoded = [TRADING_EVENTS.decode(row).event for row in rows]
+    assert [e.causation_id for e in decoded] == [e.correlation_id for e in decoded] == expected
+    assert all(type(e.correlation_id) is UUID for e in decoded)
+    no_metadata = TRADING_EVENTS.decode(stored_raw(store, "CashDeposited", GOOD_DEPOSIT)[1]).event
+    assert no_metadata.causation_id is None and no_metadata.correlation_id == no_metadata.event_id
+
+
 def test_an_event_written_by_a_newer_schema_is_refused(store):
     event_id, row = stored_raw(store, "CashDeposited", GOOD_DEPOSIT, {"event_schema": 2})
     with pytest.raises(UndecodableEvent, match="newer than this code"):

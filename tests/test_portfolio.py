@@ -641,6 +641,24 @@ def test_state_hash_ignores_the_callers_decimal_context():
         decimal.getcontext().prec = old
 
 
+def test_apply_all_is_apply_in_turn_and_stops_at_the_first_refused_event():
+    events = fixed_sequence()
+    one_by_one = PortfolioState()
+    with decimal.localcontext() as context:
+        context.prec = 6
+        for event in events:
+            one_by_one.apply(event)
+        all_at_once = PortfolioState().apply_all(iter(events))
+    assert one_by_one.state_hash() == all_at_once.state_hash() == PortfolioState.fold(events).state_hash()
+    assert pos(all_at_once, "AAPL").average_price == D("1.666666666666666666666666666666667")
+
+    refused = partial("no-such-order", "1", "1")
+    state = PortfolioState()
+    with pytest.raises(InvalidTransition, match="no-such-order"):
+        state.apply_all([*events[:10], refused, *events[10:]])
+    assert state.version == 10 and state.state_hash() == PortfolioState.fold(events[:10]).state_hash()
+
+
 HASH_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})

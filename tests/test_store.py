@@ -9,11 +9,13 @@ Row counts are always checked through the independent ``db`` connection.
 from __future__ import annotations
 
 import json
+import threading
 from datetime import datetime
 from decimal import Decimal
 from uuid import UUID, uuid4
 
 import psycopg
+import psycopg_pool
 import pytest
 
 from finam_thin.errors import (
@@ -386,22 +388,48 @@ def test_read_stream_backward(store):
     assert store.read_stream_backward("none") == []
 
 
+@pytest.mark.parametrize("read_ahead", [False, True])
 @pytest.mark.parametrize("total", [25, 30, 1])
-def test_iter_stream_pages_through_more_than_a_page(store, total):
+def test_iter_stream_pages_through_more_than_a_page(store, total, read_ahead):
     events = [new_event(i) for i in range(total)]
     for start in range(0, total, 7):
         store.append("s-1", events[start:start + 7] if total > 1 else events[0])
     store.append("s-2", new_event(0))
 
-    iterated = list(store.iter_stream("s-1", page_size=10))
+    iterated = list(store.iter_stream("s-1", page_size=10, read_ahead=read_ahead))
 
     assert [e.version for e in iterated] == list(range(1, total + 1))
     assert [e.id for e in iterated] == [e.id for e in events]
-    assert [e.version for e in store.iter_stream("s-1", from_version=5, page_size=3)] == list(range(5, total + 1))
+    assert iterated == store.read_stream("s-1", max_count=100)
+    assert [e.version for e in store.iter_stream("s-1", from_version=5, page_size=3, read_ahead=read_ahead)] == \
+        list(range(5, total + 1))
 
 
-def test_iter_stream_of_an_empty_stream(store):
-    assert list(store.iter_stream("nothing", page_size=2)) == []
+@pytest.mark.parametrize("read_ahead", [False, True])
+def test_iter_stream_of_an_empty_stream(store, read_ahead):
+    assert list(store.iter_stream("nothing", page_size=2, read_ahead=read_ahead)) == []
+
+
+def test_iter_stream_read_ahead_sees_events_appended_while_it_runs_and_stops_cleanly(store):
+    store.append("s-1", [new_event(i) for i in range(6)])
+    iterator = store.iter_stream("s-1", page_size=2, read_ahead=True)
+    assert [next(iterator).version for _ in range(3)] == [1, 2, 3]  # page 3-4 is being read ahead
+    store.append("s-1", new_event(6))
+    assert [e.version for e in iterator] == [4, 5, 6, 7]  # the next pages are read after the append
+
+    early = store.iter_stream("s-1", page_size=2, read_ahead=True)
+    assert next(early).version == 1
+    early.close()  # waits for the page in flight: no helper thread is left behind
+    assert not [t for t in threading.enumerate() if t.name.startswith("finam-read-ahead")]
+
+
+def test_iter_stream_read_ahead_raises_the_error_of_a_page_it_read_ahead(store, db):
+    store.append("s-1", [new_event(i) for i in range(4)])
+    iterator = store.iter_stream("s-1", page_size=2, read_ahead=True)
+    assert next(iterator).version == 1
+    store.pool.close()  # the read of the next page (in flight or not yet started) fails
+    with pytest.raises(psycopg_pool.PoolClosed):
+        list(iterator)
 
 
 def test_read_all_pages_by_position_cursor(store, db):
