@@ -13,7 +13,8 @@ Sections:
   2. One hot stream: 8 writers with expected versions, retrying on FC001.
   3. The Python client vs the eventsourcing library's PostgreSQL recorder.
   4. Replay: a PortfolioState rebuilt from N stored events (PortfolioRepository.load without a
-     snapshot) vs a plain psycopg read + JSON decode of the same rows, and vs the eventsourcing
+     snapshot) vs a plain psycopg read of the same rows with msgspec's JSON decoding (the limit;
+     psycopg's default stdlib decoding is shown too), and vs the eventsourcing
      library rebuilding one aggregate from N events (N = 100,000; 1,000,000 with --large).
   5. Restart: PortfolioRepository.load from a snapshot + a 100-event tail, for streams of 1k and
      100k events (and 1M with --large), against the 1k restart and a full replay.
@@ -67,7 +68,7 @@ from finam_thin.events import (
 )
 from finam_thin.persistence import NewEvent
 from finam_thin.portfolio import STATE_SCHEMA_VERSION, PortfolioState
-from finam_thin.postgres import PostgresEventStore, PostgresSnapshotStore
+from finam_thin.postgres import APPEND_BATCH, APPEND_EVENT, PostgresEventStore, PostgresSnapshotStore
 from finam_thin.repository import PortfolioRepository
 
 EVENT_TYPE = "BenchEvent"
@@ -466,6 +467,31 @@ def our_appends(store: PostgresEventStore, threads: int, per_call: int, seconds:
     return run_threads(threads, seconds, work)
 
 
+def bare_appends(bench: Bench, threads: int, per_call: int, seconds: float) -> float:
+    """Events/s of the same SQL calls as PostgresEventStore.append through bare psycopg: one autocommit
+    connection per thread (no pool), the payload JSON encoded once, no argument checks: the client's floor."""
+    connections = [psycopg.connect(bench.dsn, autocommit=True) for _ in range(threads)]
+
+    def work(index: int, deadline: float) -> int:
+        rng, connection, written = random.Random(index), connections[index], 0
+        while time.perf_counter() < deadline:
+            stream = f"client-{rng.randrange(STREAMS)}"
+            if per_call == 1:
+                connection.execute(APPEND_EVENT, (stream, uuid.uuid4(), EVENT_TYPE, PAYLOAD_JSON, None, "{}"))
+            else:
+                connection.execute(APPEND_BATCH, (stream, [uuid.uuid4() for _ in range(per_call)],
+                                                  [EVENT_TYPE] * per_call, [PAYLOAD_JSON] * per_call,
+                                                  ["{}"] * per_call, None)).fetchall()
+            written += per_call
+        return written
+
+    try:
+        return run_threads(threads, seconds, work)
+    finally:
+        for connection in connections:
+            connection.close()
+
+
 def eventsourcing_recorder(bench: Bench):
     """The eventsourcing library's PostgreSQL application recorder, default settings, in the scratch database."""
     from eventsourcing.persistence import InfrastructureFactory
@@ -514,19 +540,26 @@ def section_python_client(bench: Bench, report: Report) -> None:
         with create_pool(bench.dsn, max_size=THREADS, name="bench") as pool:
             store = PostgresEventStore(pool)
             for threads, per_call in ((1, 1), (THREADS, BATCH)):
-                ours, theirs = repeat(bench, lambda: our_appends(store, threads, per_call, bench.python_seconds),
-                                      lambda: their_appends(recorder, threads, per_call, bench.python_seconds))
+                ours, theirs, bare = repeat(
+                    bench, lambda: our_appends(store, threads, per_call, bench.python_seconds),
+                    lambda: their_appends(recorder, threads, per_call, bench.python_seconds),
+                    lambda: bare_appends(bench, threads, per_call, bench.python_seconds))
                 what = f"{threads} thread(s), {per_call} event(s)/call"
                 base = report.add(Row("3", f"eventsourcing `insert_events`, {what}", theirs, "events/s"))
                 report.add(Row("3", f"`PostgresEventStore.append`, {what}", ours, "events/s",
                                base, "eventsourcing", 2.5))
+                report.add(Row("3", f"bare psycopg `execute` of the same SQL call (`append_"
+                                    f"{'event' if per_call == 1 else 'batch'}`, no pool, JSON pre-encoded), {what}",
+                               bare, "events/s", base, "eventsourcing"))
     finally:
         factory.close()
     report.notes.append(
         "§3 baseline: eventsourcing " + _eventsourcing_version() + " `PostgresApplicationRecorder` "
         "(what an Application uses; default settings: pool 5+10, LOCK TABLE … IN EXCLUSIVE MODE and NOTIFY on "
         "every insert) called with `StoredEvent`s whose state is the same payload as JSON bytes (no domain "
-        "objects/mapper on either side); tables `stored_events` in the scratch database.")
+        "objects/mapper on either side); tables `stored_events` in the scratch database. The bare psycopg rows "
+        "make the same SQL calls as `PostgresEventStore.append` without the pool, the argument checks and the "
+        "JSON encoding: the floor of any psycopg client.")
 
 
 def _eventsourcing_version() -> str:
