@@ -20,7 +20,7 @@ import math
 import operator
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from numbers import Real
 from uuid import UUID
 
@@ -113,23 +113,15 @@ class PostgresEventStore:
         the next one (on its own pool connection), so the server's time is hidden behind the
         caller's; at most one page is held ahead. For long replays.
         """
-        if not read_ahead:
-            while True:
-                page = self.read_stream(stream, from_version, page_size)
-                yield from page
-                if len(page) < page_size:
-                    return
-                from_version = page[-1].version + 1
         # Closing the iterator early waits for the one read in flight (the executor's shutdown).
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="finam-read-ahead") as executor:
+        with ThreadPoolExecutor(1, "finam-read-ahead") if read_ahead else nullcontext() as executor:
             page = self.read_stream(stream, from_version, page_size)
-            while True:
-                ahead = (executor.submit(self.read_stream, stream, page[-1].version + 1, page_size)
-                         if len(page) == page_size else None)
+            while len(page) == page_size:
+                next_version = page[-1].version + 1
+                ahead = executor.submit(self.read_stream, stream, next_version, page_size) if executor else None
                 yield from page
-                if ahead is None:
-                    return
-                page = ahead.result()
+                page = ahead.result() if ahead else self.read_stream(stream, next_version, page_size)
+            yield from page
 
     def read_all(self, after_position: int = 0, max_count: int = 1000,
                  *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:

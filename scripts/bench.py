@@ -44,14 +44,12 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import msgspec
 import psycopg
-import psycopg.adapt
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from finam_thin import migrations
-from finam_thin.database import DSN_VARIABLE, create_pool, resolve_dsn
+from finam_thin.database import DSN_VARIABLE, configure_connection, create_pool, resolve_dsn
 from finam_thin.contract import DomainEvent
 from finam_thin.events import (
     TRADING_EVENTS,
@@ -767,20 +765,6 @@ def last_read_all_position(connection: psycopg.Connection) -> int:
 # 4. Replay
 
 
-MSGSPEC_JSON = msgspec.json.Decoder(float_hook=Decimal)
-
-
-class MsgspecJsonLoader(psycopg.adapt.Loader):
-    """The fastest plain JSON decoding psycopg can do: msgspec's C decoder (fractions as Decimal) as the loader."""
-
-    def __init__(self, oid: int, context=None) -> None:
-        super().__init__(oid, context)
-        self.load = MSGSPEC_JSON.decode
-
-    def load(self, data):
-        return MSGSPEC_JSON.decode(data)
-
-
 def timed_rows(read: Callable[[], int]) -> float:
     """Rows per second of one call of ``read`` (which returns the rows it got)."""
     start = time.perf_counter()
@@ -842,8 +826,7 @@ def section_replay(bench: Bench, report: Report) -> None:
             def plain(fast_json: bool) -> int:
                 with psycopg.connect(bench.dsn) as connection:  # tuples; psycopg's own or msgspec's JSON decoding
                     if fast_json:
-                        for name in ("json", "jsonb"):
-                            connection.adapters.register_loader(name, MsgspecJsonLoader)
+                        configure_connection(connection)  # the store's msgspec loaders, nothing else of ours
                     rows = connection.execute(
                         "SELECT id, stream, type, version, payload, metadata, created_at, position, category "
                         "FROM finam.events WHERE stream = %s ORDER BY version", (stream,)).fetchall()
