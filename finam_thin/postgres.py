@@ -29,8 +29,8 @@ from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from .errors import InvalidArgument, translated_errors
-from .persistence import (AppendResult, NewEvent, Snapshot, StoredEvent, encode_json_object, one_or_many,
-                          text_problem)
+from .persistence import (AppendResult, Described, NewEvent, Snapshot, StoredEvent, described,
+                          encode_json_object, one_or_many, text_problem)
 
 EVENT_COLUMNS = "id, stream, type, version, payload, metadata, created_at, position, category"
 
@@ -70,10 +70,11 @@ class PostgresEventStore:
                                       f"NewEvent, got {type(event).__name__}")
         stream = _text(stream, "stream")
         expected_version = _integer(expected_version, "expected_version")
-        ids = [_uuid(e.id, f"id of event #{number}") for number, e in enumerate(batch, 1)]
-        types = [_text(e.type, f"type of event {e.id}") for e in batch]
-        payloads = [encode_json_object(e.payload, f"payload of event {e.id}") for e in batch]
-        metadata = [encode_json_object(e.metadata, f"metadata of event {e.id}") for e in batch]
+        # The argument names are spelled out only for an error message (lambdas called at once).
+        ids = [_uuid(e.id, lambda: f"id of event #{number}") for number, e in enumerate(batch, 1)]
+        types = [_text(e.type, lambda: f"type of event {e.id}") for e in batch]
+        payloads = [encode_json_object(e.payload, lambda: f"payload of event {e.id}") for e in batch]
+        metadata = [encode_json_object(e.metadata, lambda: f"metadata of event {e.id}") for e in batch]
         with _using(self.pool, connection) as conn:
             if len(batch) == 1:
                 row = conn.execute(APPEND_EVENT, (stream, ids[0], types[0], payloads[0],
@@ -300,15 +301,15 @@ _INT_RANGES = {64: (-(2 ** 63), 2 ** 63 - 1), 32: (-(2 ** 31), 2 ** 31 - 1)}
 MAX_LISTENER_TTL_SECONDS = 86400
 
 
-def _text(value, what: str) -> str | None:
+def _text(value, what: Described) -> str | None:
     """``value`` if PostgreSQL can take it as text (None passes: the SQL function decides); else FC003."""
     if value is None:
         return None
     if not isinstance(value, str):
-        raise InvalidArgument(f"invalid argument: {what} must be a str, got {type(value).__name__} {value!r:.60}")
-    problem = text_problem(value)
-    if problem is not None:
-        raise InvalidArgument(f"invalid argument: {what} {value!r:.60} {problem}")
+        raise InvalidArgument(f"invalid argument: {described(what)} must be a str, "
+                              f"got {type(value).__name__} {value!r:.60}")
+    if (not value.isascii() or "\x00" in value) and (problem := text_problem(value)) is not None:
+        raise InvalidArgument(f"invalid argument: {described(what)} {value!r:.60} {problem}")
     return value
 
 
@@ -330,7 +331,7 @@ def _integer(value, what: str, *, bits: int = 64) -> int | None:
     return number
 
 
-def _uuid(value, what: str) -> UUID | None:
+def _uuid(value, what: Described) -> UUID | None:
     """``value`` as a UUID (a UUID, or a str in a form ``uuid.UUID`` reads; None passes); else FC003."""
     if value is None or isinstance(value, UUID):
         return value
@@ -339,7 +340,7 @@ def _uuid(value, what: str) -> UUID | None:
             return UUID(value)
         except ValueError:
             pass
-    raise InvalidArgument(f"invalid argument: {what} must be a UUID, got {type(value).__name__} {value!r:.60}")
+    raise InvalidArgument(f"invalid argument: {described(what)} must be a UUID, got {type(value).__name__} {value!r:.60}")
 
 
 def _ttl_seconds(value) -> float:

@@ -9,6 +9,7 @@ Row counts are always checked through the independent ``db`` connection.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from datetime import datetime
 from decimal import Decimal
@@ -17,6 +18,8 @@ from uuid import UUID, uuid4
 import psycopg
 import psycopg_pool
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from finam_thin.errors import (
     EventIdConflict,
@@ -27,7 +30,8 @@ from finam_thin.errors import (
     WrongExpectedVersion,
     translated_errors,
 )
-from finam_thin.persistence import AppendResult, NewEvent, Snapshot, StoredEvent
+from finam_thin.persistence import (AppendResult, NewEvent, Snapshot, StoredEvent, _flat_json, _json_default,
+                                    encode_json_object, text_problem)
 from support import wait_until_readable
 
 
@@ -340,6 +344,70 @@ def test_json_numbers_with_a_fraction_from_another_client_read_back_as_decimal(s
         assert type(event.payload["tiny"]) is Decimal and event.payload["tiny"] == Decimal("1E-8")
         assert event.payload["huge"] == Decimal("2.5E+30")  # jsonb writes it as an integer: an exact int
         assert event.payload["name"] == "Société Générale"
+
+
+# -- canonical JSON: the msgspec fast path writes the stdlib encoder's text ----
+
+
+def stdlib_canonical(payload) -> str:
+    """The canonical text as the stores first wrote it: the stdlib's json.dumps with these options."""
+    return json.dumps(payload, default=_json_default, allow_nan=False, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+PLAIN_JSON_VALUES = st.one_of(st.text(), st.booleans(), st.none(), st.integers(-(2 ** 63), 2 ** 63 - 1))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(), PLAIN_JSON_VALUES, max_size=12))
+def test_flat_payloads_encode_to_the_same_text_as_the_stdlib_encoder(payload):
+    if any(text_problem(text) for text in [*payload, *(v for v in payload.values() if isinstance(v, str))]):
+        with pytest.raises(InvalidArgument):
+            encode_json_object(payload, "payload")
+        return
+    assert _flat_json(payload) is not None
+    assert encode_json_object(payload, "payload") == stdlib_canonical(payload)
+
+
+def test_every_code_point_and_escape_encodes_like_the_stdlib_encoder():
+    every = "".join(chr(c) for c in range(1, 0x110000) if not 0xD800 <= c <= 0xDFFF)
+    payload = {every: every, "\t\n\"\\": "\x01\x1f\x7f\u2028", "é": -(2 ** 63), "a": 2 ** 63 - 1, "b": None}
+    assert _flat_json(payload) == stdlib_canonical(payload)
+
+
+@pytest.mark.parametrize("payload", [
+    {"big": 2 ** 63}, {"small": -(2 ** 63) - 1}, {"px": Decimal("1.50")}, {"f": 0.1}, {"nested": {"b": 1, "a": 2}},
+    {"list": [1, "x"]}, {1: "int key"}, {"at": datetime(2026, 1, 2, 3, 4, 5)}, {"id": UUID(int=7)},
+    {"sub": type("Text", (str,), {})("x")}, {"flag": type("Flag", (int,), {})(1)},
+], ids=repr)
+def test_other_values_take_the_general_path_with_the_same_text(payload):
+    assert _flat_json(payload) is None
+    assert encode_json_object(payload, "payload") == stdlib_canonical(payload)
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"n": "\udc80"}, "payload is not valid Unicode: lone surrogate '\\udc80'"),
+    ({"\ud800": "key"}, "payload is not valid Unicode: lone surrogate '\\ud800'"),
+    ({"note": "a\x00b"}, "payload contains a NUL character"),
+    ({"note\x00": 1}, "payload contains a NUL character"),
+    ({"f": float("nan")}, "payload is not valid JSON: Out of range float values are not JSON compliant"),
+])
+def test_flat_payloads_postgresql_cannot_store_are_refused_with_the_same_messages(payload, message):
+    with pytest.raises(InvalidArgument, match=re.escape(message)):
+        encode_json_object(payload, "payload")
+
+
+def test_argument_names_are_spelled_out_only_for_an_error():
+    calls = []
+
+    def name():
+        calls.append(1)
+        return "payload of event 7"
+
+    assert encode_json_object({"a": "b"}, name) == '{"a":"b"}' and calls == []
+    with pytest.raises(InvalidArgument, match="^invalid argument: payload of event 7 must be a mapping"):
+        encode_json_object(["a"], name)
+    assert calls == [1]
 
 
 # -- reads -------------------------------------------------------------------
