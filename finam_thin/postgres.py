@@ -308,7 +308,8 @@ def _text(value, what: Described) -> str | None:
     if not isinstance(value, str):
         raise InvalidArgument(f"invalid argument: {described(what)} must be a str, "
                               f"got {type(value).__name__} {value!r:.60}")
-    if (not value.isascii() or "\x00" in value) and (problem := text_problem(value)) is not None:
+    problem = text_problem(value)
+    if problem is not None:
         raise InvalidArgument(f"invalid argument: {described(what)} {value!r:.60} {problem}")
     return value
 
@@ -340,7 +341,8 @@ def _uuid(value, what: Described) -> UUID | None:
             return UUID(value)
         except ValueError:
             pass
-    raise InvalidArgument(f"invalid argument: {described(what)} must be a UUID, got {type(value).__name__} {value!r:.60}")
+    raise InvalidArgument(f"invalid argument: {described(what)} must be a UUID, "
+                          f"got {type(value).__name__} {value!r:.60}")
 
 
 def _ttl_seconds(value) -> float:
