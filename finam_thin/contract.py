@@ -43,7 +43,7 @@ from uuid import UUID, uuid4, uuid5
 import msgspec
 
 from .errors import FinamError, InvalidArgument
-from .persistence import NewEvent, StoredEvent, text_problem
+from .persistence import JSON_DECODER, NewEvent, StoredEvent, text_problem
 
 #: Metadata keys every stored domain event carries.
 CAUSATION_ID = "causation_id"
@@ -185,6 +185,7 @@ def _check_instance(cls: type) -> Convert:
 
 
 _convert = msgspec.convert
+_struct_dict = msgspec.structs.asdict
 
 
 def _parse_decimal(raw: Any) -> Decimal:
@@ -417,6 +418,56 @@ class RecordedEvent(msgspec.Struct, frozen=True, gc=False):
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+# -- decoding straight from the stored JSON text (the replay path) -----------------------
+#
+# A payload's JSON is read into a msgspec Struct of its class's fields (compiled at registration):
+# msgspec checks the key set and each value's JSON type in C, so str, int and bool fields need no
+# Python call; Decimal, datetime, date, UUID, enum and tuple fields arrive as their JSON value and
+# go through the same parser as in decode_event. Whatever the Struct refuses, a schema version
+# that needs upcasting, and any error, take decode_event's own path: the same event or error.
+
+_INT64 = typing.Annotated[int, msgspec.Meta(ge=INT_RANGE[0], le=INT_RANGE[1])]
+
+
+def _wire_type(annotation: Any) -> tuple[Any, bool]:
+    """(msgspec type of the field's canonical JSON value, whether the field's parser must still run)."""
+    inner = _optional_inner(annotation)
+    if inner is not None:
+        wire, needs_parser = _wire_type(inner)
+        return typing.Optional[wire], needs_parser
+    if typing.get_origin(annotation) is tuple:
+        return list[_wire_type(typing.get_args(annotation)[0])[0]], True
+    if annotation is str or annotation is bool:
+        return annotation, False  # decode_event's parser is an isinstance check: msgspec's type check
+    if annotation is int:
+        return _INT64, False  # _check_int: an int (not a bool) within 64 bits
+    return str, True  # Decimal, datetime, date, UUID, enum: a string, then their parser
+
+
+#: The metadata keys decoding reads (others are ignored, as decode_event ignores them). A UUID is
+#: read in the forms msgspec parses (36 characters, or 32 hex digits), as _parse_uuid's first try.
+_WireMetadata = msgspec.defstruct("_WireMetadata", [(CAUSATION_ID, UUID | None, None),
+                                                    (CORRELATION_ID, UUID | None, None),
+                                                    (EVENT_SCHEMA, int, 1)], gc=False)
+_METADATA_DECODER = msgspec.json.Decoder(_WireMetadata)
+_new_object, _set_attribute = object.__new__, object.__setattr__
+
+
+def _parse_decimal_text(raw: str) -> Decimal:
+    """_parse_decimal of a value known to be a str."""
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        raise ValueError(f"{raw!r} is not a decimal number") from None
+    if value.is_finite() and -DECIMAL_EXPONENT_LIMIT <= value.adjusted() <= DECIMAL_EXPONENT_LIMIT:
+        return value
+    return _parse_decimal(raw)  # its error
+
+
+_WIRE_PARSERS = {_parse_decimal: _parse_decimal_text}
+_JSON_ERRORS = (msgspec.ValidationError, msgspec.DecodeError, ValueError, TypeError, InvalidArgument)
+
+
 @dataclass(frozen=True, slots=True)
 class _Decoding:
     """What decoding a stored event of one registered class needs, compiled at registration."""
@@ -424,11 +475,24 @@ class _Decoding:
     cls: type[DomainEvent]
     field_names: frozenset[str]
     parsers: tuple[tuple[str, Convert], ...]  # (payload field, its parser), sorted by field
+    schema_version: int
+    wire: msgspec.json.Decoder                # payload JSON -> Struct of the fields (all required, no others)
+    wire_parsers: tuple[tuple[str, Convert], ...]  # the fields whose parser still runs on the Struct's value
 
     @classmethod
     def of(cls, event_class: type[DomainEvent]) -> _Decoding:
         codecs = _field_codecs(event_class)
-        return cls(event_class, _FIELD_NAMES[event_class], tuple((codec.name, codec.parse) for codec in codecs))
+        hints = typing.get_type_hints(event_class)
+        wire_fields, wire_parsers = [], []
+        for codec in codecs:
+            wire_type, needs_parser = _wire_type(hints[codec.name])
+            wire_fields.append((codec.name, wire_type))
+            if needs_parser:  # msgspec checked it is a string (or None): a decimal's need not check it again
+                wire_parsers.append((codec.name, _WIRE_PARSERS.get(codec.parse, codec.parse)))
+        wire = msgspec.defstruct(f"{event_class.__name__}Payload", wire_fields, forbid_unknown_fields=True,
+                                 gc=False)
+        return cls(event_class, _FIELD_NAMES[event_class], tuple((codec.name, codec.parse) for codec in codecs),
+                   event_class.schema_version, msgspec.json.Decoder(wire), tuple(wire_parsers))
 
 
 class EventRegistry:
@@ -477,6 +541,42 @@ class EventRegistry:
         """The domain event of a stored row; UndecodableEvent (naming its id) when it does not fit."""
         return RecordedEvent(self.decode_event(stored.id, stored.type, stored.payload, stored.metadata),
                              stored.stream, stored.version, stored.position, stored.created_at)
+
+    def decode_json(self, event_id: UUID, type_name: str, payload: bytes | str, metadata: bytes | str) -> DomainEvent:
+        """:meth:`decode_event` for a payload and metadata still in their stored JSON text: the same
+        event, or the same error (UndecodableEvent naming the id). The replay path: the JSON is read
+        straight into the event's fields, without building the payload's dict first."""
+        decoding = self._decodings.get(type_name)
+        if decoding is not None:
+            try:
+                fields = decoding.wire.decode(payload)
+                envelope = _METADATA_DECODER.decode(metadata)
+                if envelope.event_schema == decoding.schema_version:
+                    values = _struct_dict(fields)
+                    for name, parse in decoding.wire_parsers:
+                        values[name] = parse(values[name])
+                    values["event_id"] = event_id
+                    values["causation_id"] = envelope.causation_id
+                    correlation = envelope.correlation_id
+                    values["correlation_id"] = event_id if correlation is None else correlation
+                    event = _new_object(decoding.cls)
+                    _set_attribute(event, "__dict__", values)  # the fields, as decode_event fills them
+                    event.validate()
+                    return event
+            except _JSON_ERRORS:
+                pass  # decode_event says what does not fit
+        objects = []
+        for part, text in (("payload", payload), ("metadata", metadata)):
+            try:
+                value = JSON_DECODER.decode(text)
+            except msgspec.DecodeError as error:
+                value = error
+            if not isinstance(value, dict):
+                problem = f"not valid JSON ({value})" if isinstance(value, Exception) else "not a JSON object"
+                raise UndecodableEvent(f"event {event_id} ({type_name}) does not decode: {part} is {problem}",
+                                       event_id=event_id, type_name=type_name)
+            objects.append(value)
+        return self.decode_event(event_id, type_name, *objects)
 
     def decode_event(self, event_id: UUID, type_name: str, payload: Mapping[str, Any],
                      metadata: Mapping[str, Any]) -> DomainEvent:

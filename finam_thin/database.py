@@ -12,17 +12,17 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg.abc import AdaptContext, Buffer
 from psycopg.adapt import Loader
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.types.json import set_json_loads
 from psycopg_pool import ConnectionPool
+
+from .persistence import JSON_DECODER, json_loads
 
 DSN_VARIABLE = "POSTGRES_DSN"
 DATA_DIR_VARIABLE = "FINAM_DATA_DIR"
@@ -98,16 +98,6 @@ def resolve_dsn(announce: Callable[[str], None] = print) -> str:
     return ensure_database(_embedded_server.get_uri(), EMBEDDED_DATABASE)
 
 
-# msgspec decodes the same JSON to the same values as json.JSONDecoder(parse_float=Decimal) (big integers
-# stay int, a fraction or exponent becomes Decimal, the same depth limit), from bytes, 3-5x faster.
-_JSON_DECODER = msgspec.json.Decoder(float_hook=Decimal)
-
-
-def json_loads(text: str | bytes):
-    """JSON decoding for the store: numbers with a fraction or exponent become Decimal, never float."""
-    return _JSON_DECODER.decode(text)
-
-
 class _JsonTextLoader(Loader):
     """json/jsonb in text format (what queries return by default) decoded by ``json_loads``.
 
@@ -117,10 +107,10 @@ class _JsonTextLoader(Loader):
 
     def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
         super().__init__(oid, context)
-        self.load = _JSON_DECODER.decode  # type: ignore[method-assign]
+        self.load = JSON_DECODER.decode  # type: ignore[method-assign]
 
     def load(self, data: Buffer) -> Any:  # the same, for whoever calls it on the class
-        return _JSON_DECODER.decode(data)
+        return JSON_DECODER.decode(data)
 
 
 def configure_connection(connection: psycopg.Connection) -> None:

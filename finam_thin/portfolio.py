@@ -247,6 +247,17 @@ class PortfolioState:
                 self._apply(event)
         return self
 
+    def apply_versioned(self, events: Iterable[tuple[int, DomainEvent]]) -> PortfolioState:
+        """Apply ``(stream version, event)`` pairs in order, like :meth:`apply_all` of RecordedEvents:
+        each version must be the state's next (InvalidTransition otherwise). The repository's replay."""
+        with localcontext(FOLD_CONTEXT):
+            for version, event in events:
+                if version != self.version + 1:
+                    raise InvalidTransition(f"event {event.event_id} has stream version {version}, "
+                                            f"but the state is at version {self.version}", event_id=event.event_id)
+                self._apply(event)
+        return self
+
     def _apply(self, event: DomainEvent | RecordedEvent) -> PortfolioState:
         """``apply`` inside FOLD_CONTEXT."""
         if isinstance(event, RecordedEvent):

@@ -18,19 +18,24 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from numbers import Real
+from typing import TypeVar
 from uuid import UUID
 
 import psycopg
+from psycopg.abc import AdaptContext, Buffer
+from psycopg.adapt import Loader
 from psycopg.rows import tuple_row
 from psycopg_pool import ConnectionPool
 
 from .errors import InvalidArgument, translated_errors
 from .persistence import (AppendResult, Described, NewEvent, Snapshot, StoredEvent, described,
                           encode_json_object, one_or_many, text_problem)
+
+R = TypeVar("R")
 
 EVENT_COLUMNS = "id, stream, type, version, payload, metadata, created_at, position, category"
 
@@ -43,6 +48,22 @@ APPEND_BATCH = (
     "SELECT id, version, position, duplicate "
     "FROM finam.append_batch(%s, %b::uuid[], %b::text[], %b::text[]::jsonb[], %b::text[]::jsonb[], %s)"
 )
+
+
+READ_STREAM_JSON = "SELECT id, type, version, payload, metadata FROM finam.read_stream(%s, %s, %s)"
+#: A row of read_stream_json: id, type, version, payload JSON, metadata JSON.
+JsonRow = tuple[UUID, str, int, bytes, bytes]
+
+
+class _JsonText(Loader):
+    """json/jsonb as PostgreSQL's text of it, undecoded (bytes): ``load`` is ``bytes`` itself."""
+
+    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
+        super().__init__(oid, context)
+        self.load = bytes  # type: ignore[method-assign]
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
 
 
 class PostgresEventStore:
@@ -114,15 +135,23 @@ class PostgresEventStore:
         the next one (on its own pool connection), so the server's time is hidden behind the
         caller's; at most one page is held ahead. For long replays.
         """
-        # Closing the iterator early waits for the one read in flight (the executor's shutdown).
-        with ThreadPoolExecutor(1, "finam-read-ahead") if read_ahead else nullcontext() as executor:
-            page = self.read_stream(stream, from_version, page_size)
-            while len(page) == page_size:
-                next_version = page[-1].version + 1
-                ahead = executor.submit(self.read_stream, stream, next_version, page_size) if executor else None
-                yield from page
-                page = ahead.result() if ahead else self.read_stream(stream, next_version, page_size)
-            yield from page
+        return _pages(self.read_stream, operator.attrgetter("version"), stream, from_version, page_size, read_ahead)
+
+    def read_stream_json(self, stream: str, from_version: int = 1, max_count: int = 1000,
+                         *, connection: psycopg.Connection | None = None) -> list[JsonRow]:
+        """:meth:`read_stream` for a caller that decodes the JSON itself: ``(id, type, version,
+        payload, metadata)`` tuples, payload and metadata as PostgreSQL's JSON text (UTF-8 bytes)."""
+        params = (_text(stream, "stream"), _integer(from_version, "from_version"),
+                  _integer(max_count, "max_count", bits=32))
+        with _using(self.pool, connection) as conn:
+            with conn.cursor(row_factory=tuple_row) as cursor:
+                cursor.adapters.register_loader("jsonb", _JsonText)
+                return cursor.execute(READ_STREAM_JSON, params).fetchall()
+
+    def iter_stream_json(self, stream: str, from_version: int = 1, page_size: int = 1000,
+                         *, read_ahead: bool = False) -> Iterator[JsonRow]:
+        """:meth:`iter_stream` in :meth:`read_stream_json`'s rows (the replay path)."""
+        return _pages(self.read_stream_json, operator.itemgetter(2), stream, from_version, page_size, read_ahead)
 
     def read_all(self, after_position: int = 0, max_count: int = 1000,
                  *, connection: psycopg.Connection | None = None) -> list[StoredEvent]:
@@ -293,6 +322,20 @@ def _using(pool: ConnectionPool, connection: psycopg.Connection | None) -> Itera
         else:
             with pool.connection() as pooled:
                 yield pooled
+
+
+def _pages(read_page: Callable[[str, int, int], list[R]], version_of: Callable[[R], int], stream: str,
+           from_version: int, page_size: int, read_ahead: bool) -> Iterator[R]:
+    """The rows of ``read_page(stream, from_version, page_size)`` and of the pages after it, in order."""
+    # Closing the iterator early waits for the one read in flight (the executor's shutdown).
+    with ThreadPoolExecutor(1, "finam-read-ahead") if read_ahead else nullcontext() as executor:
+        page = read_page(stream, from_version, page_size)
+        while len(page) == page_size:
+            next_version = version_of(page[-1]) + 1
+            ahead = executor.submit(read_page, stream, next_version, page_size) if executor else None
+            yield from page
+            page = ahead.result() if ahead else read_page(stream, next_version, page_size)
+        yield from page
 
 
 # -- arguments PostgreSQL would refuse before any finam function runs -----------------------------

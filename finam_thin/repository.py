@@ -54,10 +54,12 @@ class PortfolioRepository:
         wanted = None if version is None else version - state.version
         page_size = self.page_size if wanted is None else min(self.page_size, wanted)
         # Read ahead (the next page is fetched while this one is folded) when there is more than a page to fold.
-        stored = self.store.iter_stream(stream, from_version=state.version + 1, page_size=page_size,
-                                        read_ahead=wanted is None or wanted > page_size)
-        events = map(self.registry.decode, stored)
-        return state.apply_all(events if wanted is None else itertools.islice(events, wanted))
+        rows = self.store.iter_stream_json(stream, from_version=state.version + 1, page_size=page_size,
+                                           read_ahead=wanted is None or wanted > page_size)
+        decode = self.registry.decode_json  # from the stored JSON text straight to the event
+        return state.apply_versioned((version, decode(event_id, type_name, payload, metadata))
+                                     for event_id, type_name, version, payload, metadata
+                                     in (rows if wanted is None else itertools.islice(rows, wanted)))
 
     def save_snapshot(self, stream: str, state: PortfolioState) -> bool:
         """Store ``state`` as the snapshot of ``stream`` at ``state.version`` (False when one as new is kept)."""

@@ -10,9 +10,15 @@ from decimal import Decimal
 from uuid import UUID, uuid4, uuid5
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from finam_thin import InvalidArgument, NewEvent
+from finam_thin.persistence import json_loads
 from finam_thin.contract import (
+    CAUSATION_ID,
+    CORRELATION_ID,
+    EVENT_SCHEMA,
     DomainEvent,
     EventRegistry,
     UndecodableEvent,
@@ -202,6 +208,7 @@ def test_every_registered_type_round_trips_through_the_store(store):
     stored = store.read_stream("portfolio-roundtrip")
     decoded = [TRADING_EVENTS.decode(row) for row in stored]
     assert [r.event for r in decoded] == events
+    assert [decode_both(row, store) for row in stored] == events
     for recorded, original, row in zip(decoded, events, stored):
         assert type(recorded.event) is type(original)
         assert recorded.event.event_id == original.event_id
@@ -242,10 +249,33 @@ def stored_raw(store, type_name: str, payload: dict, metadata: dict | None = Non
     return event_id, store.read_stream_backward("portfolio-raw", max_count=1)[0]
 
 
+def decode_both(row, store, registry=TRADING_EVENTS):
+    """``registry.decode(row)``'s event, after checking that ``decode_json`` of the same row read as JSON
+    text (the replay path) gives the very same event, or raises the very same error (re-raised here)."""
+    event_id, type_name, version, payload, metadata = store.read_stream_json(row.stream, row.version, 1)[0]
+    assert (event_id, type_name, version) == (row.id, row.type, row.version)
+    try:
+        expected = registry.decode(row).event
+    except UndecodableEvent as error:
+        with pytest.raises(UndecodableEvent) as info:
+            registry.decode_json(event_id, type_name, payload, metadata)
+        assert (type(info.value), str(info.value), info.value.event_id, info.value.type_name) == \
+            (type(error), str(error), error.event_id, error.type_name)
+        raise
+    assert_same_event(registry.decode_json(event_id, type_name, payload, metadata), expected)
+    return expected
+
+
+def assert_same_event(got: DomainEvent, expected: DomainEvent) -> None:
+    """Same class and the same field values, down to their types, a Decimal's exponent and a datetime's zone."""
+    assert type(got) is type(expected)
+    assert repr(vars(got)) == repr(vars(expected)), (vars(got), vars(expected))
+
+
 def test_an_unknown_type_is_an_error_naming_the_event(store):
     event_id, row = stored_raw(store, "PositionTeleported", {"x": "1"})
     with pytest.raises(UnknownEventType) as info:
-        TRADING_EVENTS.decode(row)
+        decode_both(row, store)
     assert info.value.event_id == event_id and str(event_id) in str(info.value)
     assert "PositionTeleported" in str(info.value)
     assert info.value.sqlstate == "FC006"
@@ -267,7 +297,7 @@ GOOD_DEPOSIT = {"occurred_at": "2026-11-24T09:30:00.000000Z", "currency": "USD",
 def test_a_payload_that_does_not_fit_its_class_is_an_error_naming_the_event(store, payload, fragment):
     event_id, row = stored_raw(store, "CashDeposited", payload)
     with pytest.raises(UndecodableEvent) as info:
-        TRADING_EVENTS.decode(row)
+        decode_both(row, store)
     assert info.value.event_id == event_id
     assert str(event_id) in str(info.value) and "CashDeposited" in str(info.value)
     assert fragment in str(info.value)
@@ -282,7 +312,7 @@ def test_a_payload_that_does_not_fit_its_class_is_an_error_naming_the_event(stor
 def test_metadata_ids_that_are_not_uuids_are_an_error_naming_the_event(store, metadata, fragment):
     event_id, row = stored_raw(store, "CashDeposited", GOOD_DEPOSIT, metadata)
     with pytest.raises(UndecodableEvent) as info:
-        TRADING_EVENTS.decode(row)
+        decode_both(row, store)
     assert info.value.event_id == event_id and fragment in str(info.value)
 
 
@@ -292,17 +322,17 @@ def test_metadata_ids_decode_in_every_form_uuid_accepts_and_interleaved(store):
     expected = [ids[0], ids[1], ids[2], ids[0], ids[1], ids[0]]
     rows = [stored_raw(store, "CashDeposited", GOOD_DEPOSIT, {"causation_id": text, "correlation_id": text})[1]
             for text in spellings]
-    decoded = [TRADING_EVENTS.decode(row).event for row in rows]
+    decoded = [decode_both(row, store) for row in rows]
     assert [e.causation_id for e in decoded] == [e.correlation_id for e in decoded] == expected
     assert all(type(e.correlation_id) is UUID for e in decoded)
-    no_metadata = TRADING_EVENTS.decode(stored_raw(store, "CashDeposited", GOOD_DEPOSIT)[1]).event
+    no_metadata = decode_both(stored_raw(store, "CashDeposited", GOOD_DEPOSIT)[1], store)
     assert no_metadata.causation_id is None and no_metadata.correlation_id == no_metadata.event_id
 
 
 def test_an_event_written_by_a_newer_schema_is_refused(store):
     event_id, row = stored_raw(store, "CashDeposited", GOOD_DEPOSIT, {"event_schema": 2})
     with pytest.raises(UndecodableEvent, match="newer than this code"):
-        TRADING_EVENTS.decode(row)
+        decode_both(row, store)
 
 
 # -- upcasting ------------------------------------------------------------------------
@@ -332,9 +362,9 @@ def test_an_upcaster_turns_an_older_payload_into_the_current_class(store):
     store.append("fees-1", registry.encode(new))
     old_row, new_row = store.read_stream("fees-1")
     assert new_row.metadata["event_schema"] == 2
-    upcast = registry.decode(old_row).event
+    upcast = decode_both(old_row, store, registry)
     assert upcast == FeeCharged(occurred_at=T0, event_id=old_id, amount=Decimal("1.5"), currency="USD")
-    assert registry.decode(new_row).event == new
+    assert decode_both(new_row, store, registry) == new
 
 
 def test_a_missing_upcaster_is_an_error_not_a_skip(store):
@@ -351,7 +381,7 @@ def test_a_missing_upcaster_is_an_error_not_a_skip(store):
     store.append("renamed-1", NewEvent(event_id, "Renamed", {"occurred_at": "2026-11-24T09:30:00Z", "name": "x"},
                                        {"event_schema": 1}))
     with pytest.raises(UndecodableEvent, match="no upcaster from schema 2 to 3") as info:
-        registry.decode(store.read_stream("renamed-1")[0])
+        decode_both(store.read_stream("renamed-1")[0], store, registry)
     assert info.value.event_id == event_id
 
 
@@ -370,3 +400,82 @@ def test_two_classes_cannot_claim_one_type_name():
 
     with pytest.raises(ValueError, match="already registered"):
         registry.register(Other)
+
+
+# -- decode_json against decode_event on payloads that bend every rule -------------------------
+
+_TRICKY_TEXT = [
+    # decimals: canonical, other spellings Decimal accepts, and what it must refuse
+    "0", "-0", "1.50", "0E-7", "1E+5", "1e5", " 1", "1_000", "１２", "NaN", "sNaN", "Infinity", "-inf",
+    "1E+101", "1E-101", "", "abc",
+    # timestamps: canonical, other ISO forms, more than 6 fractional digits, naive, not one
+    "2026-01-01T01:23:20.000000Z", "2026-01-01T01:23:20Z", "2026-01-01 01:23:20+02:00",
+    "2026-01-01T01:23:20.1234567Z", "2026-01-01T01:23:20.9999995Z", "2026-01-01T01:23:20", "2026-01-01",
+    "20260101T012320Z", "2026-13-01T00:00:00Z",
+    # ids in the forms uuid.UUID accepts and not
+    "6f1c2a3e-5b4d-4c8e-9f00-112233445566", "6F1C2A3E-5B4D-4C8E-9F00-112233445566",
+    "6f1c2a3e5b4d4c8e9f00112233445566", "{6f1c2a3e-5b4d-4c8e-9f00-112233445566}",
+    "urn:uuid:6f1c2a3e-5b4d-4c8e-9f00-112233445566", "6f1c2a3e-5b4d-4c8e-9f00-11223344556", "1234",
+    # enums, codes, currencies, dates
+    "buy", "BUY", "sell", "active", "halted", "USD", "usd", " ", "x" * 201, "2026-11-24", "2026-1-1",
+]
+_TRICKY = st.one_of(
+    st.sampled_from(_TRICKY_TEXT), st.text(max_size=4), st.none(), st.booleans(),
+    st.sampled_from([0, 1, -1, 2, 2 ** 63 - 1, 2 ** 63, -(2 ** 63), -(2 ** 63) - 1, 2 ** 70, 1.5, 1.0, -0.0, 1e300]),
+    st.lists(st.sampled_from(["c1", "AAPL", "", 1, None]), max_size=3), st.just({"a": "1"}))
+_ENVELOPES = [None, *_TRICKY_TEXT[-20:-10], 42, ["x"]]
+
+
+@st.composite
+def bent_stored_events(draw):
+    """(type, payload, metadata) of a real event with some fields replaced, dropped or added."""
+    event = draw(st.sampled_from(one_of_each()))
+    payload, metadata = dict(event.payload()), dict(event.metadata())
+    for name in draw(st.lists(st.sampled_from(sorted(payload)), max_size=3, unique=True)):
+        payload[name] = draw(_TRICKY)
+    if draw(st.integers(0, 9)) == 0:
+        payload.pop(draw(st.sampled_from(sorted(payload))))
+    if draw(st.integers(0, 9)) == 0:
+        payload[draw(st.sampled_from(["memo", "fee", "id"]))] = draw(_TRICKY)
+    for key in (CAUSATION_ID, CORRELATION_ID):
+        choice = draw(st.integers(0, 5))
+        if choice == 0:
+            metadata.pop(key)
+        elif choice == 1:
+            metadata[key] = draw(st.sampled_from(_ENVELOPES))
+    if draw(st.integers(0, 5)) == 0:
+        metadata[EVENT_SCHEMA] = draw(st.sampled_from([0, 2, 2 ** 70, True, "1", 1.0, None]))
+    if draw(st.integers(0, 9)) == 0:
+        metadata["trace"] = {"span": draw(_TRICKY)}
+    return event.type_name, payload, metadata
+
+
+@settings(max_examples=1500, deadline=None)
+@given(bent_stored_events())
+def test_decode_json_gives_decode_events_event_or_error_for_any_payload(stored):
+    type_name, payload, metadata = stored
+    event_id = uuid4()
+    payload_text, metadata_text = json.dumps(payload).encode(), json.dumps(metadata).encode()
+    try:
+        expected = TRADING_EVENTS.decode_event(event_id, type_name, json_loads(payload_text), json_loads(metadata_text))
+    except UndecodableEvent as error:
+        with pytest.raises(UndecodableEvent) as info:
+            TRADING_EVENTS.decode_json(event_id, type_name, payload_text, metadata_text)
+        assert (type(info.value), str(info.value)) == (type(error), str(error))
+        return
+    assert_same_event(TRADING_EVENTS.decode_json(event_id, type_name, payload_text, metadata_text), expected)
+    assert_same_event(TRADING_EVENTS.decode_json(event_id, type_name, payload_text.decode(), metadata_text), expected)
+
+
+@pytest.mark.parametrize("payload, metadata, fragment", [
+    (b'{"amount": "10"', b"{}", "does not decode: payload is not valid JSON (Input data was truncated)"),
+    (b'{"amount": "10"}', b"{x}", "does not decode: metadata is not valid JSON"),
+    (b'["amount"]', b"{}", "payload is not a JSON object"),
+    (b'{"amount": "10", "currency": "USD", "occurred_at": "2026-11-24T09:30:00Z"}', b"null",
+     "metadata is not a JSON object"),
+])
+def test_decode_json_of_text_that_is_not_a_json_object_is_an_error_naming_the_event(payload, metadata, fragment):
+    event_id = uuid4()
+    with pytest.raises(UndecodableEvent) as info:
+        TRADING_EVENTS.decode_json(event_id, "CashDeposited", payload, metadata)
+    assert info.value.event_id == event_id and str(event_id) in str(info.value) and fragment in str(info.value)

@@ -659,6 +659,22 @@ def test_apply_all_is_apply_in_turn_and_stops_at_the_first_refused_event():
     assert state.version == 10 and state.state_hash() == PortfolioState.fold(events[:10]).state_hash()
 
 
+def test_apply_versioned_is_apply_all_of_recorded_events_and_refuses_a_version_out_of_turn():
+    events = fixed_sequence()
+    with decimal.localcontext() as context:
+        context.prec = 6  # the fold's own context applies, not the caller's
+        versioned = PortfolioState().apply_versioned(iter(enumerate(events, 1)))
+    recorded = PortfolioState().apply_all(RecordedEvent(e, "portfolio-x", v, v, T) for v, e in enumerate(events, 1))
+    assert versioned.state_hash() == recorded.state_hash() == PortfolioState.fold(events).state_hash()
+
+    for wrong in (10, 12, 1):  # a repeat, a gap, a restart: nothing from the 11th on is applied
+        state = PortfolioState()
+        pairs = [*enumerate(events[:10], 1), (wrong, events[10]), *enumerate(events[11:], 12)]
+        with pytest.raises(InvalidTransition, match=f"stream version {wrong}, but the state is at version 10"):
+            state.apply_versioned(pairs)
+        assert state.version == 10 and state.state_hash() == PortfolioState.fold(events[:10]).state_hash()
+
+
 HASH_SCRIPT = """
 import sys
 sys.path.insert(0, {tests!r})

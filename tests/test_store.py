@@ -473,6 +473,49 @@ def test_iter_stream_pages_through_more_than_a_page(store, total, read_ahead):
         list(range(5, total + 1))
 
 
+def test_read_stream_json_returns_the_rows_with_the_stored_json_text(store, db):
+    events = [NewEvent(uuid4(), f"Type{i}", {"i": i, "amount": Decimal("1.5"), "note": "café ✓"},
+                       {"correlation_id": f"corr-{i}"} if i else {}) for i in range(3)]
+    store.append("portfolio-42", events)
+    store.append("portfolio-43", new_event(0))
+
+    rows = store.read_stream_json("portfolio-42")
+
+    texts = db.execute("SELECT payload::text, metadata::text FROM finam.events WHERE stream = 'portfolio-42' "
+                       "ORDER BY version").fetchall()
+    stored = store.read_stream("portfolio-42")
+    assert [type(row) for row in rows] == [tuple] * 3
+    for row, text, full in zip(rows, texts, stored):
+        event_id, type_name, version, payload, metadata = row
+        assert (event_id, type_name, version) == (full.id, full.type, full.version)
+        assert type(payload) is bytes and type(metadata) is bytes
+        assert (payload.decode(), metadata.decode()) == text  # PostgreSQL's own text of the jsonb, UTF-8
+        assert (json.loads(payload), json.loads(metadata)) == (full.payload, full.metadata)
+    assert [row[2] for row in store.read_stream_json("portfolio-42", from_version=2, max_count=1)] == [2]
+    assert store.read_stream_json("portfolio-42", from_version=4) == []
+    assert store.read_stream("portfolio-42") == stored  # the plain read on the same pool still decodes JSON
+    with pytest.raises(InvalidArgument):
+        store.read_stream_json("")
+    with pytest.raises(InvalidArgument):
+        store.read_stream_json("s-1", from_version=0)
+    with pytest.raises(InvalidArgument):
+        store.read_stream_json("s-1", max_count=2 ** 40)
+
+
+@pytest.mark.parametrize("read_ahead", [False, True])
+@pytest.mark.parametrize("total", [25, 30, 1])
+def test_iter_stream_json_pages_like_iter_stream(store, total, read_ahead):
+    store.append("s-1", [new_event(i) for i in range(total)])
+    store.append("s-2", new_event(0))
+
+    rows = list(store.iter_stream_json("s-1", page_size=10, read_ahead=read_ahead))
+
+    assert [row[:3] for row in rows] == [(e.id, e.type, e.version) for e in store.read_stream("s-1", max_count=100)]
+    assert [row[2] for row in store.iter_stream_json("s-1", from_version=5, page_size=3, read_ahead=read_ahead)] \
+        == list(range(5, total + 1))
+    assert list(store.iter_stream_json("nothing", page_size=2, read_ahead=read_ahead)) == []
+
+
 @pytest.mark.parametrize("read_ahead", [False, True])
 def test_iter_stream_of_an_empty_stream(store, read_ahead):
     assert list(store.iter_stream("nothing", page_size=2, read_ahead=read_ahead)) == []
