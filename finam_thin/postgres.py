@@ -35,7 +35,7 @@ from .errors import InvalidArgument, translated_errors
 from .persistence import (AppendResult, Described, NewEvent, Snapshot, StoredEvent, described,
                           encode_json_object, one_or_many, text_problem)
 
-R = TypeVar("R")
+_Row = TypeVar("_Row")
 
 EVENT_COLUMNS = "id, stream, type, version, payload, metadata, created_at, position, category"
 
@@ -324,8 +324,8 @@ def _using(pool: ConnectionPool, connection: psycopg.Connection | None) -> Itera
                 yield pooled
 
 
-def _pages(read_page: Callable[[str, int, int], list[R]], version_of: Callable[[R], int], stream: str,
-           from_version: int, page_size: int, read_ahead: bool) -> Iterator[R]:
+def _pages(read_page: Callable[[str, int, int], list[_Row]], version_of: Callable[[_Row], int], stream: str,
+           from_version: int, page_size: int, read_ahead: bool) -> Iterator[_Row]:
     """The rows of ``read_page(stream, from_version, page_size)`` and of the pages after it, in order."""
     # Closing the iterator early waits for the one read in flight (the executor's shutdown).
     with ThreadPoolExecutor(1, "finam-read-ahead") if read_ahead else nullcontext() as executor:
