@@ -542,7 +542,7 @@ class EventRegistry:
         return RecordedEvent(self.decode_event(stored.id, stored.type, stored.payload, stored.metadata),
                              stored.stream, stored.version, stored.position, stored.created_at)
 
-    def decode_json(self, event_id: UUID, type_name: str, payload: bytes | str, metadata: bytes | str) -> DomainEvent:
+    def decode_json(self, event_id: UUID, type_name: str, payload: str | bytes, metadata: str | bytes) -> DomainEvent:
         """:meth:`decode_event` for a payload and metadata still in their stored JSON text: the same
         event, or the same error (UndecodableEvent naming the id). The replay path: the JSON is read
         straight into the event's fields, without building the payload's dict first."""

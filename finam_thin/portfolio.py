@@ -365,19 +365,20 @@ class PortfolioState:
             self._refuse(event, f"OrderPartiallyFilled brings order {event.order_id!r} to {filled} "
                                 f"of {order.quantity}: the completing fill is OrderFilled")
         instrument = self.instruments[order.instrument]
+        signed_quantity = order.side.sign * event.quantity
         # Compute everything first, then assign: a failure leaves the state untouched.
-        position = _apply_fill(self.positions.get(order.instrument, Position()), order.side.sign * event.quantity,
-                               event.price, instrument.multiplier)
-        cash = dict(self.cash)
-        cash[instrument.currency] = (cash.get(instrument.currency, ZERO)
-                                     - order.side.sign * event.quantity * event.price * instrument.multiplier)
-        fees = self.fees
-        if event.fee != 0:
-            cash[event.fee_currency] = cash.get(event.fee_currency, ZERO) - event.fee
-            fees = dict(fees)
-            fees[event.fee_currency] = fees.get(event.fee_currency, ZERO) + event.fee
+        position = _apply_fill(self.positions.get(order.instrument, Position()), signed_quantity, event.price,
+                               instrument.multiplier)
+        currency, fee, fee_currency = instrument.currency, event.fee, event.fee_currency
+        cash = self.cash.get(currency, ZERO) - signed_quantity * event.price * instrument.multiplier
+        if fee != 0:
+            fee_cash = (cash if fee_currency == currency else self.cash.get(fee_currency, ZERO)) - fee
+            fees = self.fees.get(fee_currency, ZERO) + fee
         self.positions[order.instrument] = position
-        self.cash, self.fees = cash, fees
+        self.cash[currency] = cash
+        if fee != 0:
+            self.cash[fee_currency] = fee_cash
+            self.fees[fee_currency] = fees
         if completes:
             del self.open_orders[event.order_id]
         else:

@@ -26,9 +26,8 @@ from typing import TypeVar
 from uuid import UUID
 
 import psycopg
-from psycopg.abc import AdaptContext, Buffer
-from psycopg.adapt import Loader
 from psycopg.rows import tuple_row
+from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool
 
 from .errors import InvalidArgument, translated_errors
@@ -51,19 +50,8 @@ APPEND_BATCH = (
 
 
 READ_STREAM_JSON = "SELECT id, type, version, payload, metadata FROM finam.read_stream(%s, %s, %s)"
-#: A row of read_stream_json: id, type, version, payload JSON, metadata JSON.
-JsonRow = tuple[UUID, str, int, bytes, bytes]
-
-
-class _JsonText(Loader):
-    """json/jsonb as PostgreSQL's text of it, undecoded (bytes): ``load`` is ``bytes`` itself."""
-
-    def __init__(self, oid: int, context: AdaptContext | None = None) -> None:
-        super().__init__(oid, context)
-        self.load = bytes  # type: ignore[method-assign]
-
-    def load(self, data: Buffer) -> bytes:
-        return bytes(data)
+#: A row of read_stream_json: id, type, version, payload JSON text, metadata JSON text.
+JsonRow = tuple[UUID, str, int, str, str]
 
 
 class PostgresEventStore:
@@ -140,12 +128,12 @@ class PostgresEventStore:
     def read_stream_json(self, stream: str, from_version: int = 1, max_count: int = 1000,
                          *, connection: psycopg.Connection | None = None) -> list[JsonRow]:
         """:meth:`read_stream` for a caller that decodes the JSON itself: ``(id, type, version,
-        payload, metadata)`` tuples, payload and metadata as PostgreSQL's JSON text (UTF-8 bytes)."""
+        payload, metadata)`` tuples, payload and metadata as PostgreSQL's text of the jsonb (str)."""
         params = (_text(stream, "stream"), _integer(from_version, "from_version"),
                   _integer(max_count, "max_count", bits=32))
         with _using(self.pool, connection) as conn:
             with conn.cursor(row_factory=tuple_row) as cursor:
-                cursor.adapters.register_loader("jsonb", _JsonText)
+                cursor.adapters.register_loader("jsonb", TextLoader)  # psycopg's C text loader: no decoding
                 return cursor.execute(READ_STREAM_JSON, params).fetchall()
 
     def iter_stream_json(self, stream: str, from_version: int = 1, page_size: int = 1000,

@@ -69,7 +69,7 @@ from finam_thin.events import (
 from finam_thin.persistence import NewEvent
 from finam_thin.portfolio import STATE_SCHEMA_VERSION, PortfolioState
 from finam_thin.postgres import APPEND_BATCH, APPEND_EVENT, PostgresEventStore, PostgresSnapshotStore
-from finam_thin.repository import PortfolioRepository
+from finam_thin.repository import REPLAY_PAGE_SIZE, PortfolioRepository
 
 EVENT_TYPE = "BenchEvent"
 PAYLOAD = {"instrument": "AAPL", "side": "BUY", "quantity": "10", "price": "187.25"}
@@ -900,8 +900,9 @@ def section_replay(bench: Bench, report: Report) -> None:
                    base, "plain"))
     report.add(Row("4", "`PostgresEventStore.iter_stream_json`, pages of 1000 → (id, type, version, JSON text): "
                         "the replay's read", json_rate, "events/s", base, "plain"))
-    folded = report.add(Row("4", "(b) `PortfolioRepository.load(use_snapshot=False)`: read pages + decode + "
-                                 "fold into PortfolioState", fold_rate, "events/s", base, "plain", 0.6))
+    folded = report.add(Row("4", "(b) `PortfolioRepository.load(use_snapshot=False)`: read pages (of "
+                                 f"{REPLAY_PAGE_SIZE}, the next read ahead) + decode + fold into PortfolioState",
+                                 fold_rate, "events/s", base, "plain", 0.6))
     lean = report.add(Row("4", f"plain psycopg: as (a), only the replay's columns ({REPLAY_COLUMNS})", lean_rate,
                           "events/s"))
     report.add(Row("4", "(b) / the plain read of the replay's columns", folded.samples, "events/s", lean,
