@@ -978,8 +978,9 @@ def section_restart(bench: Bench, report: Report) -> None:
                        row, "restart"))
     report.notes.append(
         f"§5: each restart figure is the mean of {calls} consecutive `load` calls (snapshot row → "
-        "`PortfolioState.from_snapshot` → `iter_stream` of the tail → fold); the snapshot is the fold's own "
-        "state saved with `save_snapshot`; checked once per stream that restart and full replay give the same "
+        "`PortfolioState.from_snapshot` → `iter_stream_json` of the tail → `decode_json` → fold); the snapshot is "
+        "the fold's own state saved with `save_snapshot`; checked once per stream that restart and full replay give "
+        "the same "
         "`state_hash`. Sizes " + ", ".join(f"{s:,}" for s in bench.restore_sizes)
         + ("" if 1_000_000 in bench.restore_sizes else " (1,000,000 with --large)") + ".")
 
