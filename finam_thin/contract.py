@@ -191,6 +191,11 @@ _struct_dict = msgspec.structs.asdict
 def _parse_decimal(raw: Any) -> Decimal:
     if raw.__class__ is not str:
         raise ValueError(f"expected a decimal string, got {raw!r}")
+    return _parse_decimal_text(raw)
+
+
+def _parse_decimal_text(raw: str) -> Decimal:
+    """_parse_decimal of a value known to be a str (decode_json's msgspec Struct checked it)."""
     try:
         value = Decimal(raw)
     except InvalidOperation:
@@ -451,17 +456,6 @@ _WireMetadata = msgspec.defstruct("_WireMetadata", [(CAUSATION_ID, UUID | None, 
                                                     (EVENT_SCHEMA, int, 1)], gc=False)
 _METADATA_DECODER = msgspec.json.Decoder(_WireMetadata)
 _new_object, _set_attribute = object.__new__, object.__setattr__
-
-
-def _parse_decimal_text(raw: str) -> Decimal:
-    """_parse_decimal of a value known to be a str."""
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        raise ValueError(f"{raw!r} is not a decimal number") from None
-    if value.is_finite() and -DECIMAL_EXPONENT_LIMIT <= value.adjusted() <= DECIMAL_EXPONENT_LIMIT:
-        return value
-    return _parse_decimal(raw)  # its error
 
 
 _WIRE_PARSERS = {_parse_decimal: _parse_decimal_text}

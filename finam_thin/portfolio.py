@@ -252,19 +252,14 @@ class PortfolioState:
         each version must be the state's next (InvalidTransition otherwise). The repository's replay."""
         with localcontext(FOLD_CONTEXT):
             for version, event in events:
-                if version != self.version + 1:
-                    raise InvalidTransition(f"event {event.event_id} has stream version {version}, "
-                                            f"but the state is at version {self.version}", event_id=event.event_id)
+                self._require_next_version(version, event)
                 self._apply(event)
         return self
 
     def _apply(self, event: DomainEvent | RecordedEvent) -> PortfolioState:
         """``apply`` inside FOLD_CONTEXT."""
         if isinstance(event, RecordedEvent):
-            if event.version != self.version + 1:
-                raise InvalidTransition(f"event {event.event.event_id} has stream version {event.version}, "
-                                        f"but the state is at version {self.version}",
-                                        event_id=event.event.event_id)
+            self._require_next_version(event.version, event.event)
             event = event.event
         handler = _HANDLERS.get(type(event))
         if handler is None:
@@ -275,6 +270,11 @@ class PortfolioState:
         handler(self, event)
         self.version += 1
         return self
+
+    def _require_next_version(self, version: int, event: DomainEvent) -> None:
+        if version != self.version + 1:
+            raise InvalidTransition(f"event {event.event_id} has stream version {version}, "
+                                    f"but the state is at version {self.version}", event_id=event.event_id)
 
     def _refuse(self, event: DomainEvent, reason: str) -> None:
         raise InvalidTransition(f"event {event.event_id} ({event.type_name}) at version {self.version + 1}: {reason}",
